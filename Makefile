@@ -1,0 +1,31 @@
+# Two entry points, each doing all of its own set-up on a machine with Python 3.11, bash and make:
+#   make demo   install, then run the main job
+#   make test   install, then run the test suite (what CI runs)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test bench clean
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/harness check reproductions/*.toml
+	$(BIN)/harness measure reproductions/*.toml
+	$(BIN)/harness table
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	HARNESS_BENCH_ROUNDS=50 $(BIN)/python -m pytest tests/benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

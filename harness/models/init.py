@@ -1,0 +1,44 @@
+"""Weight-initialisation schemes, by name, as the reports' code applies them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from torch import nn
+
+from harness.registry import Registry
+
+Init = Callable[[nn.Module], None]
+INITS: Registry[Init] = Registry("init scheme")
+
+
+@INITS.register("pytorch_default")
+def pytorch_default(model: nn.Module) -> None:
+    """Leave PyTorch's own layer initialisation (000, 001, 004 and Thakur et al.)."""
+
+
+@INITS.register("kaiming_fan_out")
+def kaiming_fan_out(model: nn.Module) -> None:
+    """002: Kaiming-normal (fan_out, relu) convs, Kaiming-normal linear, zero biases, BN 1/0."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.Linear):
+            nn.init.kaiming_normal_(module.weight)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+@INITS.register("kaiming_fan_in_xavier_fc")
+def kaiming_fan_in_xavier_fc(model: nn.Module) -> None:
+    """003: Kaiming-normal (fan_in, relu) convs, Xavier-normal (gain sqrt 2) linear, zero biases."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_normal_(module.weight, gain=math.sqrt(2.0))
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+            nn.init.zeros_(module.bias)

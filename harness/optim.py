@@ -1,0 +1,204 @@
+"""Optimizers and learning-rate schedules, by name, with every argument the reports' code passes.
+
+Schedules are PyTorch's own classes, as the reports use them, so that edge behaviour (OneCycle's
+momentum cycling, cosine continuing past T_max) matches the released code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from harness.registry import Registry
+from harness.schema import Section
+
+OPTIMIZERS: Registry[type[Section]] = Registry("optimizer")
+SCHEDULES: Registry[type[Section]] = Registry("schedule")
+
+WeightDecayOn = Literal["all", "weights_only"]
+
+
+def param_groups(model: nn.Module, weight_decay: float, on: WeightDecayOn) -> list[dict]:
+    """One group with decay on everything (all five reports), or decay on conv/linear weights only."""
+    if on == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class _Optimizer(Section):
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    weight_decay_on: WeightDecayOn = "all"
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(_Optimizer):
+    name: Literal["sgd"]
+    momentum: float = Field(0.0, ge=0, lt=1)
+    dampening: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        groups = param_groups(model, self.weight_decay, self.weight_decay_on)
+        return torch.optim.SGD(
+            groups, lr=self.lr, momentum=self.momentum, dampening=self.dampening, nesterov=self.nesterov
+        )
+
+
+@OPTIMIZERS.register("adam")
+class Adam(_Optimizer):
+    name: Literal["adam"]
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        groups = param_groups(model, self.weight_decay, self.weight_decay_on)
+        return torch.optim.Adam(groups, lr=self.lr, betas=self.betas, eps=self.eps)
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    name: Literal["adamw"]  # type: ignore[assignment]
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        groups = param_groups(model, self.weight_decay, self.weight_decay_on)
+        return torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps)
+
+
+@OPTIMIZERS.register("adadelta")
+class Adadelta(_Optimizer):
+    name: Literal["adadelta"]
+    rho: float = Field(0.9, gt=0, lt=1)
+    eps: float = Field(1e-6, gt=0)
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        groups = param_groups(model, self.weight_decay, self.weight_decay_on)
+        return torch.optim.Adadelta(groups, lr=self.lr, rho=self.rho, eps=self.eps)
+
+
+StepUnit = Literal["epoch", "batch"]
+
+
+class _Schedule(Section):
+    step: StepUnit = "epoch"
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        raise NotImplementedError
+
+    def horizon_epochs(self, steps_per_epoch: int) -> float | None:
+        """Epochs after which the schedule has run its course, or None when it has no end."""
+        return None
+
+    def problems(self) -> list[tuple[str, str]]:
+        return []
+
+
+@SCHEDULES.register("constant")
+class Constant(_Schedule):
+    name: Literal["constant"]
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+@SCHEDULES.register("cosine")
+class Cosine(_Schedule):
+    """CosineAnnealingLR; past t_max it rises again, as 004's second phase shows."""
+
+    name: Literal["cosine"]
+    t_max: int = Field(gt=0, description="in units of `step`")
+    eta_min: float = Field(0.0, ge=0)
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.t_max, eta_min=self.eta_min)
+
+    def horizon_epochs(self, steps_per_epoch: int) -> float | None:
+        return self.t_max if self.step == "epoch" else self.t_max / steps_per_epoch
+
+
+@SCHEDULES.register("warmup_cosine")
+class WarmupCosine(_Schedule):
+    """002: factor (e+1)/warmup for e < warmup, then 0.5(1 + cos(pi (e - warmup) / decay))."""
+
+    name: Literal["warmup_cosine"]
+    warmup_epochs: int = Field(ge=0)
+    decay_epochs: int = Field(gt=0)
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        warmup, decay = self.warmup_epochs, self.decay_epochs
+
+        def factor(epoch: int) -> float:
+            if epoch < warmup:
+                return (epoch + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / decay))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def horizon_epochs(self, steps_per_epoch: int) -> float | None:
+        return self.warmup_epochs + self.decay_epochs
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [("step", 'warmup_cosine counts epochs; use step = "epoch"')] if self.step != "epoch" else []
+
+
+@SCHEDULES.register("onecycle")
+class OneCycle(_Schedule):
+    """OneCycleLR with PyTorch's defaults spelled out; total_steps defaults to epochs x batches."""
+
+    name: Literal["onecycle"]
+    step: StepUnit = "batch"
+    max_lr: float = Field(gt=0)
+    total_steps: int | None = Field(None, gt=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    cycle_momentum: bool = True
+    base_momentum: float = Field(0.85, ge=0, lt=1)
+    max_momentum: float = Field(0.95, ge=0, lt=1)
+    div_factor: float = Field(25.0, gt=0)
+    final_div_factor: float = Field(1e4, gt=0)
+    three_phase: bool = False
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=self.max_lr,
+            total_steps=self.total_steps or epochs * steps_per_epoch,
+            pct_start=self.pct_start,
+            anneal_strategy=self.anneal_strategy,
+            cycle_momentum=self.cycle_momentum,
+            base_momentum=self.base_momentum,
+            max_momentum=self.max_momentum,
+            div_factor=self.div_factor,
+            final_div_factor=self.final_div_factor,
+            three_phase=self.three_phase,
+        )
+
+    def horizon_epochs(self, steps_per_epoch: int) -> float | None:
+        return None if self.total_steps is None else self.total_steps / steps_per_epoch
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [("step", 'OneCycleLR steps per batch; use step = "batch"')] if self.step != "batch" else []
+
+
+@SCHEDULES.register("step")
+class Step(_Schedule):
+    """StepLR: multiply the rate by gamma every step_size units (003's grid: /3 every 20 epochs)."""
+
+    name: Literal["step"]
+    step_size: int = Field(gt=0)
+    gamma: float = Field(gt=0, le=1)
+
+    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)

@@ -1,0 +1,178 @@
+"""Size, compute and speed of a model, measured the same way for every spec.
+
+Conventions (also in the README):
+- params: trainable parameters (`requires_grad`), the figure every report quotes.
+- MACs: multiply-accumulates of the convolution, linear and matmul layers for one 3x32x32 image,
+  counted by fvcore and cross-checked against `torch.utils.flop_counter` (which counts 2 FLOPs per
+  MAC). BatchNorm, activations, pooling and the SE gate's elementwise product are not counted.
+  FLOPs are only ever shown as 2 x MACs.
+- latency: wall time of one forward pass in eval mode under `torch.inference_mode()`, after warm-up;
+  median and 90th percentile over repeated calls. Throughput: images per second at batch 256.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from harness.models import build_model, count_params
+from harness.schema import Section
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)  # fvcore imports deprecated torch.jit helpers
+    from fvcore.nn import FlopCountAnalysis
+
+# fvcore's default handles that count something other than multiply-accumulates.
+_NOT_MACS = (
+    "aten::batch_norm",
+    "aten::group_norm",
+    "aten::layer_norm",
+    "aten::instance_norm",
+    "aten::upsample_nearest2d",
+    "aten::upsample_bilinear2d",
+    "aten::adaptive_avg_pool2d",
+    "aten::grid_sampler",
+)
+
+
+def _zero(*_: object) -> int:
+    # fvcore: set_op_handle(op, None) leaves BN counted, so the handle must return 0 instead.
+    return 0
+
+
+def _example(model: nn.Module, input_size: int, batch: int = 1) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.randn(batch, 3, input_size, input_size, device=device)
+
+
+def fvcore_macs(model: nn.Module, input_size: int = 32) -> int:
+    """MACs of one image, counted by fvcore (one fused multiply-add = one)."""
+    model = model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # jit tracer and deprecation warnings, not problems of the count
+        analysis = FlopCountAnalysis(model, _example(model, input_size))
+        analysis.set_op_handle(**{op: _zero for op in _NOT_MACS})
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return int(analysis.total())
+
+
+def flop_counter_macs(model: nn.Module, input_size: int = 32) -> int:
+    """MACs of one image from PyTorch's own FLOP counter (which counts 2 per MAC)."""
+    model = model.eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(_example(model, input_size))
+    return counter.get_total_flops() // 2
+
+
+@dataclass(frozen=True)
+class Size:
+    params: int
+    macs: int
+    macs_flop_counter: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@lru_cache(maxsize=64)
+def size_of(model_cfg: Section) -> Size:
+    """Parameters and MACs of a `[model]` section (cached: many variants share one network)."""
+    torch.manual_seed(0)
+    model = build_model(model_cfg)
+    input_size = getattr(model_cfg, "input_size", 32)
+    size = Size(count_params(model), fvcore_macs(model, input_size), flop_counter_macs(model, input_size))
+    if size.macs != size.macs_flop_counter:
+        raise RuntimeError(
+            f"MAC counters disagree: fvcore {size.macs:,} vs torch.utils.flop_counter {size.macs_flop_counter:,}"
+        )
+    return size
+
+
+@dataclass(frozen=True)
+class Timing:
+    device: str
+    threads: int
+    latency_ms_b1: float
+    latency_ms_b1_p90: float
+    throughput_img_s_b256: float
+    rounds_b1: int
+    rounds_b256: int
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_model(
+    model: nn.Module,
+    device: torch.device,
+    input_size: int = 32,
+    rounds_b1: int = 50,
+    rounds_b256: int = 3,
+    warmup: int = 5,
+) -> Timing:
+    """Latency at batch 1 (median, p90) and throughput at batch 256, eval mode, inference only."""
+    model = model.to(device).eval()
+    x1, x256 = _example(model, input_size, 1), _example(model, input_size, 256)
+    times: list[float] = []
+    with torch.inference_mode():
+        for i in range(warmup + rounds_b1):
+            _sync(device)
+            start = time.perf_counter()
+            model(x1)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        model(x256)  # warm-up at the large batch: allocator and kernel selection
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(rounds_b256):
+            model(x256)
+        _sync(device)
+        elapsed = time.perf_counter() - start
+    deciles = statistics.quantiles(times, n=10)
+    return Timing(
+        device=device_name(device),
+        threads=torch.get_num_threads(),
+        latency_ms_b1=1e3 * statistics.median(times),
+        latency_ms_b1_p90=1e3 * deciles[-1],
+        throughput_img_s_b256=256 * rounds_b256 / elapsed,
+        rounds_b1=rounds_b1,
+        rounds_b256=rounds_b256,
+    )
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return _cpu_name()
+
+
+@lru_cache(maxsize=1)
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timing_dict(timing: Timing | None, prefix: str) -> dict[str, object]:
+    """Flatten a Timing into `prefix_*` columns (all None when not measured)."""
+    fields = Timing.__dataclass_fields__
+    if timing is None:
+        return {f"{prefix}_{k}": None for k in fields}
+    return {f"{prefix}_{k}": v for k, v in asdict(timing).items()}

@@ -1,0 +1,160 @@
+"""The `harness` command end to end: exit codes, one-line errors, JSON shapes, table formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.spec import load_specs
+from tests.conftest import REPO, SPEC_FILES, SPECS_DIR
+
+SEED_FACT_COUNTS = {
+    4_697_742,
+    4_993_166,
+    4_732_814,
+    4_980_234,
+    195_738,
+    3_152_410,
+    4_130_458,
+    11_173_962,
+    11_178_762,
+    23_521_422,
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_accepts_every_shipped_spec(capsys) -> None:
+    code, out, err = run(capsys, "check", *map(str, SPEC_FILES))
+    assert code == 0 and err == ""
+    assert out.count(": ok (") == len(SPEC_FILES) == 5
+
+
+def test_check_reports_file_key_and_suggestion_with_status_2(capsys, spec_copy) -> None:
+    text = (SPECS_DIR / "dmsresnet.toml").read_text().replace("momentum = 0.9", "momentun = 0.9", 1)
+    path = spec_copy(text)
+    code, out, err = run(capsys, "check", str(path), str(SPEC_FILES[0]))
+    assert code == 2 and out == ""
+    assert err == f"{path}:train.optimizer.momentun: unknown key (did you mean momentum?)\n"
+
+
+def test_measure_json_reproduces_every_seed_fact_count(capsys) -> None:
+    code, out, _ = run(capsys, "measure", *map(str, SPEC_FILES), "--json", "--no-latency")
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["params"] for r in rows} >= SEED_FACT_COUNTS
+    assert len(rows) == sum(len(spec.variants) for spec in load_specs(SPEC_FILES)[0])  # one object per variant
+    for row in rows:
+        assert {"report", "variant", "params", "macs", "claimed_params", "params_match", "latency_ms_b1"} <= set(row)
+        assert row["flops"] == 2 * row["macs"]
+        assert row["within_budget"] == (row["params"] <= 5_000_000)
+        if row["claimed_params"] is None:
+            assert row["params_match"] is None
+    by_key = {(r["report"], r["variant"]): r for r in rows}
+    assert by_key[("dmsresnet", "as-coded")]["claimed_params"] == 4_697_742
+    assert by_key[("dmsresnet", "as-coded")]["params_match"] is True
+    assert by_key[("dmsresnet", "teacher")]["claimed_params"] is None
+    assert by_key[("resnet10", "resnet12-as-written")]["params_match"] is False  # the text's 1x1 shortcut
+    assert by_key[("resnet4323-se", "as-coded")]["macs"] == 874_187_776
+
+
+def test_measure_with_latency_for_one_variant(capsys) -> None:
+    code, out, _ = run(
+        capsys, "measure", str(SPECS_DIR / "resnet10.toml"), "--variant", "resnet12-grid", "--json", "--rounds", "5"
+    )
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["variant"] == "resnet12-grid" and row["params"] == 195_738
+    assert row["latency_ms_b1"] == row["cpu_latency_ms_b1"] > 0
+    assert row["cpu_latency_ms_b1_p90"] >= row["cpu_latency_ms_b1"]
+    assert row["cpu_throughput_img_s_b256"] > 0 and row["cpu_threads"] >= 1
+
+
+def test_measure_human_table_states_the_convention(capsys) -> None:
+    code, out, _ = run(capsys, "measure", str(SPECS_DIR / "resnet443-se.toml"), "--no-latency")
+    assert code == 0
+    assert re.search(r"\| resnet443-se \| resnet18 +\| 11,173,962 +\| 11,173,962 +\| exact", out)
+    assert "FLOPs = 2 x MACs" in out
+
+
+def test_measure_unknown_variant(capsys) -> None:
+    code, _, err = run(capsys, "measure", str(SPECS_DIR / "dmsresnet.toml"), "--variant", "techer")
+    assert code == 2
+    assert "variants: no variant 'techer' (did you mean teacher?)" in err
+
+
+def test_table_renders_every_report_without_results(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    code, out, _ = run(capsys, "table", "--results", str(tmp_path / "none"))
+    assert code == 0
+    for name in ("dmsresnet", "resnet443-se", "se-resnet3343", "resnet10", "resnet4323-se"):
+        assert f"| {name} " in out
+    assert "96.14% (abstract; table 1 (Validation Acc.); results text; cifar10-test; last-epoch)" in out
+
+    code, out, _ = run(capsys, "table", "--results", str(tmp_path), "--format", "json")
+    rows = json.loads(out)
+    assert {r["report"] for r in rows} == {"dmsresnet", "resnet443-se", "se-resnet3343", "resnet10", "resnet4323-se"}
+    assert all(r["n_seeds"] == 0 and r["test_acc_mean"] is None for r in rows)
+
+    code, out, _ = run(capsys, "table", "--results", str(tmp_path), "--format", "csv")
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    assert len(parsed) == len(rows) and parsed[0]["report"] == rows[0]["report"]
+
+
+def test_table_shows_results_and_warns_about_unreadable_files(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    for seed, acc in ((0, 90.0), (1, 92.0)):
+        record = {
+            "schema": "harness.result/1",
+            "report": "resnet10",
+            "variant": "resnet12-grid",
+            "seed": seed,
+            "profile": "smoke",
+            "test_acc": acc,
+            "data_source": "cifar10-jpeg",
+        }
+        (tmp_path / f"r{seed}.json").write_text(json.dumps(record))
+    (tmp_path / "broken.json").write_text("{not json")
+    code, out, err = run(capsys, "table", "--results", str(tmp_path), "--format", "json")
+    assert code == 0
+    row = next(r for r in json.loads(out) if r["variant"] == "resnet12-grid")
+    assert row["n_seeds"] == 2 and row["test_acc_mean"] == pytest.approx(91.0)
+    assert row["test_acc_std"] == pytest.approx(1.4142, rel=1e-3)
+    assert "broken.json: skipped, not a readable JSON record" in err
+
+
+def test_bad_arguments_get_one_line_and_status_2(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["table", "--format", "html"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'html'" in err
+
+
+def test_console_script_has_no_traceback_on_bad_spec(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[report]\nid = 7\n")
+    harness = Path(sys.executable).with_name("harness")
+    result = subprocess.run(
+        [str(harness), "check", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:report.id: Input should be a valid string (got 7)" in result.stderr

@@ -1,0 +1,80 @@
+"""MAC counting against hand formulas, and the timing protocol on a tiny net."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness.measure import flop_counter_macs, fvcore_macs, size_of, time_model
+from harness.models import build_model
+from harness.spec import load_specs
+from tests.conftest import SPEC_FILES
+
+
+def hand_macs(model: nn.Module, input_size: int = 32) -> int:
+    """Conv: H_out * W_out * C_out * (C_in / groups) * k_h * k_w; linear: in * out."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _: object, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += out.shape[2] * out.shape[3] * module.out_channels * module.in_channels // module.groups * kh * kw
+
+    def linear_hook(module: nn.Linear, _: object, __: torch.Tensor) -> None:
+        nonlocal total
+        total += module.in_features * module.out_features
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_hook(conv_hook)
+        elif isinstance(module, nn.Linear):
+            module.register_forward_hook(linear_hook)
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, input_size, input_size))
+    return total
+
+
+def test_tiny_net_by_hand() -> None:
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
+    expected = 8 * 8 * 4 * 3 * 9 + 4 * 10  # BN, ReLU and pooling are not MACs
+    assert fvcore_macs(net, 8) == expected
+    assert flop_counter_macs(net, 8) == expected
+
+
+def _unique_models() -> list[tuple[str, object]]:
+    specs, _ = load_specs(SPEC_FILES)
+    seen: dict[object, str] = {}
+    for spec in specs:
+        for name, variant in spec.variants.items():
+            seen.setdefault(variant.recipe.model, f"{spec.name}/{name}")
+    return [(label, cfg) for cfg, label in seen.items()]
+
+
+@pytest.mark.parametrize(("label", "cfg"), _unique_models(), ids=[label for label, _ in _unique_models()])
+def test_both_counters_agree_with_the_hand_count(label: str, cfg: object) -> None:
+    size = size_of(cfg)
+    assert size.macs == size.macs_flop_counter == hand_macs(build_model(cfg))
+    assert size.flops == 2 * size.macs
+
+
+def test_known_macs() -> None:
+    # The standard CIFAR ResNet-18 is 0.56 GMACs; the Thakur/DMSResNet student is 0.80 GMACs.
+    specs = {s.name: s for s in load_specs(SPEC_FILES)[0]}
+    assert size_of(specs["resnet443-se"].variant("resnet18").recipe.model).macs == 555_422_720
+    assert size_of(specs["dmsresnet"].variant("as-coded").recipe.model).macs == 798_690_304
+
+
+def test_timing_protocol_on_a_tiny_net() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    timing = time_model(net, torch.device("cpu"), rounds_b1=10, rounds_b256=2, warmup=2)
+    assert 0 < timing.latency_ms_b1 <= timing.latency_ms_b1_p90
+    assert timing.throughput_img_s_b256 > 0
+    assert timing.threads == torch.get_num_threads() and timing.rounds_b1 == 10

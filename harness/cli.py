@@ -105,7 +105,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     from harness.measure import device_name, time_model, timing_dict
     from harness.models import build_model
-    from harness.table import size_columns
+    from harness.table import budget_cell, size_columns
 
     specs = _load(args.specs)
     entries = (
@@ -147,7 +147,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             "-" if row["claimed_params"] is None else (row["params_agreement"] or "NO"),
             f"{row['macs'] / 1e6:.1f}",
             f"{row['flops'] / 1e9:.3f}",
-            "yes" if row["within_budget"] else "NO",
+            budget_cell(row),
         ]
         if not args.no_latency:
             line += [

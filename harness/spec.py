@@ -238,10 +238,11 @@ class Recipe(Section):
 
 
 RECIPE_KEYS = tuple(Recipe.model_fields)
-VARIANT_META_KEYS = ("description", "extends", "deviations")
+VARIANT_META_KEYS = ("description", "extends", "deviations", "role")
 
 
 class VariantMeta(Section):
+    role: Literal["model", "reference"] = Field("model", description="reference: shown for comparison only")
     description: str = ""
     extends: str | None = Field(None, pattern=NAME_PATTERN)
     deviations: tuple[Deviation, ...] = ()
@@ -268,6 +269,7 @@ class Variant:
     description: str
     deviations: tuple[Deviation, ...]
     recipe: Recipe
+    role: str = "model"
     spec_hash: str = ""
     teacher: tuple[Path, str] | None = None
 
@@ -300,9 +302,11 @@ class Spec:
             )
         return self.variants[name]
 
-    def is_teacher(self, variant: str) -> bool:
-        """Whether another variant of this spec distils from this one (so the 5M budget is not its goal)."""
-        return any(v.teacher == (self.path, variant) for v in self.variants.values())
+    def role(self, variant: str) -> str:
+        """model, reference (shown for comparison), or teacher (another variant distils from it)."""
+        if any(v.teacher == (self.path, variant) for v in self.variants.values()):
+            return "teacher"
+        return self.variants[variant].role
 
     def claims_for(self, variant: str) -> tuple[Claim, ...]:
         return tuple(c for c in self.claims if variant in c.variants)
@@ -449,7 +453,7 @@ def _variant(
                     f"{deviation.key!r} is not a recipe key{did_you_mean(deviation.key, _all_recipe_keys())}",
                 )
             )
-    return Variant(name, meta.description, meta.deviations, recipe), problems
+    return Variant(name, meta.description, meta.deviations, recipe, meta.role), problems
 
 
 def _check_claims(file: str, claims: tuple[Claim, ...], variants: Mapping[str, Any]) -> list[Problem]:

@@ -47,7 +47,7 @@ def size_columns(spec: Spec, variant: str) -> dict[str, Any]:
         "macs": size.macs,
         "param_budget": spec.report.param_budget,
         "within_budget": size.params <= spec.report.param_budget,
-        "role": "teacher" if spec.is_teacher(variant) else "model",
+        "role": spec.role(variant),
     }
 
 
@@ -102,6 +102,11 @@ MARKDOWN_COLUMNS = {
 }
 
 
+def budget_cell(row: dict[str, Any]) -> str:
+    """yes / NO, or 'no (teacher)' / 'no (reference)' for entries not held to the budget."""
+    return "yes" if row["within_budget"] else ("NO" if row["role"] == "model" else f"no ({row['role']})")
+
+
 def _markdown_cell(row: dict[str, Any], key: str) -> str:
     value = row.get(key)
     if key == "macs":
@@ -111,7 +116,7 @@ def _markdown_cell(row: dict[str, Any], key: str) -> str:
     if key == "params_agreement":
         return "-" if row["claimed_params"] is None else (value or "NO")
     if key == "within_budget":
-        return "yes" if value else ("no (teacher)" if row["role"] == "teacher" else "NO")
+        return budget_cell(row)
     if key == "test_acc":
         mean, std = row["test_acc_mean"], row["test_acc_std"]
         if mean is None:

@@ -67,6 +67,9 @@ def test_measure_json_reproduces_every_seed_fact_count(capsys) -> None:
     assert by_key[("dmsresnet", "as-coded")]["claimed_params"] == 4_697_742
     assert by_key[("dmsresnet", "as-coded")]["params_match"] is True
     assert by_key[("dmsresnet", "teacher")]["claimed_params"] is None
+    assert by_key[("dmsresnet", "teacher")]["role"] == "teacher"
+    assert by_key[("resnet443-se", "resnet18")]["role"] == "reference"
+    assert by_key[("resnet443-se", "as-coded")]["role"] == "model"
     assert by_key[("resnet10", "resnet12-as-written")]["params_match"] is False  # the text's 1x1 shortcut
     assert by_key[("resnet4323-se", "as-coded")]["macs"] == 874_187_776
 

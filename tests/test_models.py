@@ -115,6 +115,15 @@ def test_kaiming_fan_in_xavier_fc_init_of_003() -> None:
     assert fc.weight.std().item() == pytest.approx(math.sqrt(2) * math.sqrt(2 / (256 + 10)), rel=0.1)
 
 
+def test_kaiming_fan_in_init_as_002_states_it() -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(widths=(64, 256), stem_width=64, init="kaiming_fan_in"))
+    conv = model.stages[1][0].conv2
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.05)
+    assert model.fc.weight.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.1)
+    assert (model.fc.bias == 0).all()
+
+
 def test_default_init_is_pytorchs() -> None:
     torch.manual_seed(0)
     model = build_model(_cfg())

@@ -42,3 +42,15 @@ def kaiming_fan_in_xavier_fc(model: nn.Module) -> None:
             nn.init.xavier_normal_(module.weight, gain=math.sqrt(2.0))
         if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+@INITS.register("kaiming_fan_in")
+def kaiming_fan_in(model: nn.Module) -> None:
+    """He init as 002's text states it: N(0, 2 / n_in) for conv and linear weights, zero biases, BN 1/0."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and module.bias is not None:
+            nn.init.zeros_(module.bias)

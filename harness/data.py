@@ -1,0 +1,274 @@
+"""CIFAR-10 from torchvision or a local copy, decoded once into a cached uint8 array.
+
+Sources, in order: `--data PATH` or `HARNESS_DATA` (a torchvision CIFAR-10 folder, a folder of class
+subfolders `train/<class>/*` and `test/<class>/*`, or a `.tar.gz` of one), else torchvision's download
+into the cache. Every source is decoded once into `<cache>/data/<key>.npz`; later loads read that file.
+Only the torchvision pickles (checked against their published MD5s) count as official CIFAR-10 pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+import torch.utils.data
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
+SPLIT_SIZES = {"train": 50_000, "test": 10_000}
+
+
+class DataError(Exception):
+    """A data source that cannot be used; the message names the path and what was expected."""
+
+
+@dataclass(frozen=True)
+class Cifar10:
+    """The whole dataset in memory: NHWC uint8 images and int64 labels, plus where it came from."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: str
+    official: bool
+    sha256: str
+
+    @property
+    def label(self) -> str:
+        """How results on this data are labelled: never as official CIFAR-10 unless they are."""
+        return "cifar10" if self.official else f"{self.source} (not the official CIFAR-10 pixels)"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
+
+
+def load_cifar10(path: str | Path | None = None, download: bool = True) -> Cifar10:
+    """The dataset from `path` (or HARNESS_DATA, or torchvision's download), via the decode cache."""
+    path = path or os.environ.get("HARNESS_DATA")
+    if path is None:
+        return _torchvision(cache_dir() / "torchvision", download=download)
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise DataError(
+            f"{source}: no such file or folder (expected CIFAR-10 as a torchvision folder, "
+            "a folder of train/<class>/ and test/<class>/ images, or a .tar.gz of one)"
+        )
+    if source.is_dir() and _torchvision_folder(source) is not None:
+        return _torchvision(_torchvision_folder(source), download=False)
+    if source.is_file() and not tarfile.is_tarfile(source):
+        raise DataError(f"{source}: not a tar archive (expected a .tar.gz of train/<class>/ and test/<class>/ images)")
+    key = _quick_key(source)
+    cached = cache_dir() / "data" / f"{key}.npz"
+    if cached.exists():
+        try:
+            return _read_cache(cached)
+        except (OSError, ValueError, KeyError):
+            cached.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
+    data = _decode_archive(source) if source.is_file() else _decode_folder(source)
+    _write_cache(cached, data)
+    return data
+
+
+def _torchvision_folder(path: Path) -> Path | None:
+    """The root torchvision expects (the folder holding cifar-10-batches-py), if `path` is one."""
+    if (path / "cifar-10-batches-py").is_dir():
+        return path
+    if path.name == "cifar-10-batches-py" and (path / "data_batch_1").exists():
+        return path.parent
+    return None
+
+
+def _torchvision(root: Path, download: bool) -> Cifar10:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        train = CIFAR10(str(root), train=True, download=download)
+        test = CIFAR10(str(root), train=False, download=False)
+    except RuntimeError as error:  # torchvision: missing or corrupt files
+        raise DataError(f"{root}: {error} (pass --data with a local copy, or set HARNESS_DATA)") from None
+    except OSError as error:  # no network for the download
+        raise DataError(
+            f"CIFAR-10 download into {root} failed ({error}); pass --data PATH or set HARNESS_DATA to a local copy"
+        ) from None
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in (root / "cifar-10-batches-py").iterdir() if "batch" in p.name):
+        digest.update((root / "cifar-10-batches-py" / name).read_bytes())
+    return Cifar10(
+        np.ascontiguousarray(train.data),
+        np.asarray(train.targets, dtype=np.int64),
+        np.ascontiguousarray(test.data),
+        np.asarray(test.targets, dtype=np.int64),
+        source="cifar10 (torchvision, MD5-checked)",
+        official=True,
+        sha256=digest.hexdigest(),
+    )
+
+
+def _quick_key(source: Path) -> str:
+    """A cheap fingerprint (paths, sizes, mtimes) that finds the decode cache without reading images."""
+    digest = hashlib.sha256(str(source.resolve()).encode())
+    if source.is_file():
+        stat = source.stat()
+        digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    else:
+        for root, _, files in sorted(os.walk(source)):
+            for name in sorted(files):
+                stat = os.stat(os.path.join(root, name))
+                digest.update(
+                    f"{os.path.relpath(os.path.join(root, name), source)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
+    return digest.hexdigest()[:24]
+
+
+def _split_class(parts: tuple[str, ...]) -> tuple[str, str] | None:
+    """(split, class) from a member path like [top/]train/cat/0001.jpg, or None for other files."""
+    for i in range(len(parts) - 2):
+        if parts[i] in SPLIT_SIZES and len(parts) == i + 3:
+            return parts[i], parts[i + 1]
+    return None
+
+
+def _decode(items: list[tuple[str, str, str, bytes]], source: Path, sha256: str) -> Cifar10:
+    """Decode (split, class, name, bytes) images into arrays; the layout is checked first."""
+    from PIL import Image, UnidentifiedImageError
+
+    by_split: dict[str, list[tuple[str, str, bytes]]] = {"train": [], "test": []}
+    for split, cls, name, blob in items:
+        by_split[split].append((cls, name, blob))
+    for split, entries in by_split.items():
+        found = {cls for cls, _, _ in entries}
+        if not entries:
+            raise DataError(
+                f"{source}: no {split}/<class>/ images (expected train/ and test/ folders with one "
+                f"subfolder per class: {', '.join(CLASSES)})"
+            )
+        missing = [c for c in CLASSES if c not in found]
+        if missing:
+            raise DataError(f"{source}: {split}/ lacks class folders {', '.join(missing)}")
+        unknown = sorted(found - set(CLASSES))
+        if unknown:
+            raise DataError(f"{source}: {split}/ has folders that are not CIFAR-10 classes: {', '.join(unknown)}")
+    arrays = {}
+    for split, entries in by_split.items():
+        entries.sort(key=lambda e: (CLASSES.index(e[0]), e[1]))
+        images = np.empty((len(entries), 32, 32, 3), dtype=np.uint8)
+        for i, (cls, name, blob) in enumerate(entries):
+            try:
+                with Image.open(io.BytesIO(blob)) as image:
+                    pixels = np.asarray(image.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as error:
+                raise DataError(f"{source}: {split}/{cls}/{name} is not a readable image ({error})") from None
+            if pixels.shape != (32, 32, 3):
+                raise DataError(
+                    f"{source}: {split}/{cls}/{name} is {pixels.shape[1]}x{pixels.shape[0]}, expected 32x32"
+                )
+            images[i] = pixels
+        arrays[split] = (images, np.array([CLASSES.index(e[0]) for e in entries], dtype=np.int64))
+    jpeg = all(name.lower().endswith((".jpg", ".jpeg")) for _, _, name, _ in items)
+    label = f"{source.name} ({'JPEG ' if jpeg else ''}image folders)"
+    return Cifar10(*arrays["train"], *arrays["test"], source=label, official=False, sha256=sha256)
+
+
+def _decode_archive(source: Path) -> Cifar10:
+    digest = hashlib.sha256()
+    with open(source, "rb") as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            digest.update(block)
+    items = []
+    try:
+        with tarfile.open(source, "r:*") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                parts = PurePosixPath(member.name).parts
+                where = _split_class(parts)
+                if where is None or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                handle = archive.extractfile(member)  # read into memory only: nothing is written to disk
+                items.append((*where, parts[-1], handle.read() if handle else b""))
+    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+        raise DataError(f"{source}: damaged or truncated archive ({error})") from None
+    return _decode(items, source, digest.hexdigest())
+
+
+def _decode_folder(source: Path) -> Cifar10:
+    digest = hashlib.sha256()
+    items = []
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        where = _split_class(path.relative_to(source).parts)
+        if where is None:
+            continue
+        blob = path.read_bytes()
+        digest.update(str(path.relative_to(source)).encode())
+        digest.update(hashlib.sha256(blob).digest())
+        items.append((*where, path.name, blob))
+    return _decode(items, source, digest.hexdigest())
+
+
+def _write_cache(path: Path, data: Cifar10) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        np.savez(
+            tmp,
+            train_x=data.train_x,
+            train_y=data.train_y,
+            test_x=data.test_x,
+            test_y=data.test_y,
+            meta=np.array([data.source, str(data.official), data.sha256]),
+        )
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def _read_cache(path: Path) -> Cifar10:
+    with np.load(path, allow_pickle=False) as stored:
+        source, official, sha256 = (str(v) for v in stored["meta"])
+        return Cifar10(
+            stored["train_x"],
+            stored["train_y"],
+            stored["test_x"],
+            stored["test_y"],
+            source=source,
+            official=official == "True",
+            sha256=sha256,
+        )
+
+
+def split_indices(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed train/validation split of n training images (the same for every run with this seed)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[val_size:]), np.sort(order[:val_size])
+
+
+class AugmentedImages(torch.utils.data.Dataset):
+    """Per-sample pipeline over uint8 NHWC images: the exact torchvision transforms of a spec."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: torch.nn.Module) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(self.images[index]).permute(2, 0, 1)
+        return self.transform(image), int(self.labels[index])
+
+
+def normalize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """The test transform for a whole batch: uint8 NHWC -> float NCHW in [0, 1] -> (x - mean) / std."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s

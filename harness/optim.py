@@ -104,6 +104,14 @@ class _Schedule(Section):
     def problems(self) -> list[tuple[str, str]]:
         return []
 
+    def scaled(self, factor: float) -> _Schedule:
+        """The same schedule compressed in time by `factor` (for short and smoke budgets)."""
+        return self
+
+
+def _scale(value: int, factor: float, minimum: int = 1) -> int:
+    return max(minimum, round(value * factor))
+
 
 @SCHEDULES.register("constant")
 class Constant(_Schedule):
@@ -127,6 +135,9 @@ class Cosine(_Schedule):
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return self.t_max if self.step == "epoch" else self.t_max / steps_per_epoch
 
+    def scaled(self, factor: float) -> _Schedule:
+        return self.model_copy(update={"t_max": _scale(self.t_max, factor)})
+
 
 @SCHEDULES.register("warmup_cosine")
 class WarmupCosine(_Schedule):
@@ -148,6 +159,14 @@ class WarmupCosine(_Schedule):
 
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return self.warmup_epochs + self.decay_epochs
+
+    def scaled(self, factor: float) -> _Schedule:
+        return self.model_copy(
+            update={
+                "warmup_epochs": _scale(self.warmup_epochs, factor, 0),
+                "decay_epochs": _scale(self.decay_epochs, factor),
+            }
+        )
 
     def problems(self) -> list[tuple[str, str]]:
         return [("step", 'warmup_cosine counts epochs; use step = "epoch"')] if self.step != "epoch" else []
@@ -188,6 +207,14 @@ class OneCycle(_Schedule):
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return None if self.total_steps is None else self.total_steps / steps_per_epoch
 
+    def scaled(self, factor: float) -> _Schedule:
+        # Without total_steps the schedule already spans whatever epochs and batches the run has.
+        return (
+            self
+            if self.total_steps is None
+            else self.model_copy(update={"total_steps": _scale(self.total_steps, factor)})
+        )
+
     def problems(self) -> list[tuple[str, str]]:
         return [("step", 'OneCycleLR steps per batch; use step = "batch"')] if self.step != "batch" else []
 
@@ -202,3 +229,6 @@ class Step(_Schedule):
 
     def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
+
+    def scaled(self, factor: float) -> _Schedule:
+        return self.model_copy(update={"step_size": _scale(self.step_size, factor)})

@@ -198,6 +198,8 @@ class Train(Section):
     mix: Optional[Mix] = None
     distill: Optional[Distill] = None
     phases: tuple[Phase, ...] = ()
+    allow_bf16: bool = Field(True, description="bf16 autocast on CUDA (recorded as a deviation)")
+    allow_channels_last: bool = Field(True, description="channels_last on CUDA (recorded as a deviation)")
 
     def problems(self) -> list[tuple[str, str]]:
         found = [(f"schedule.{key}", msg) for key, msg in self.schedule.problems()]

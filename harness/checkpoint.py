@@ -1,0 +1,123 @@
+"""Checkpoints that survive a kill at any instant: atomic files, verified by hash, the previous one kept.
+
+Each save writes `epoch-NNNN.pt` through a temporary file (fsync, then rename) with a `.sha256` beside
+it, and removes all but the newest two. Loading verifies the hash and falls back to the older file when
+the newest is truncated or corrupt. Files are read with `weights_only=True`: a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+KEEP = 2
+PATTERN = re.compile(r"^epoch-(\d{4,})\.pt$")
+
+
+class CheckpointError(Exception):
+    """No usable checkpoint; the message says what was found and why it was rejected."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_file(path: Path, state: dict[str, Any]) -> str:
+    """torch.save `state` to `path` atomically, with its sha256 beside it; returns the hash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        torch.save(state, tmp)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    digest = _sha256(Path(tmp.name))
+    atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
+    os.replace(tmp.name, path)
+    _fsync_dir(path.parent)
+    return digest
+
+
+def load_file(path: Path, verify: bool = True) -> dict[str, Any]:
+    """Load a file written by save_file, after checking its hash (optional for files from elsewhere)."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if sidecar.exists() or verify:
+        if not sidecar.exists():
+            raise CheckpointError(f"{path}: no {sidecar.name} to verify it against")
+        expected = (sidecar.read_text(encoding="utf-8").split() or [""])[0]
+        if _sha256(path) != expected:
+            raise CheckpointError(f"{path}: hash mismatch (truncated or corrupt)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+
+
+def save(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
+    """Save the state reached after `epoch` (0-based) and prune all but the newest KEEP checkpoints."""
+    path = directory / f"epoch-{epoch:04d}.pt"
+    save_file(path, state)
+    for old in _checkpoints(directory)[KEEP:]:
+        old.unlink(missing_ok=True)
+        old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+    return path
+
+
+def load_latest(directory: Path) -> tuple[dict[str, Any], list[str]]:
+    """The newest checkpoint that verifies, and a line for each newer one that was rejected."""
+    rejected: list[str] = []
+    for path in _checkpoints(directory):
+        try:
+            return load_file(path), rejected
+        except CheckpointError as error:
+            rejected.append(str(error))
+    found = "; ".join(rejected) if rejected else "none found"
+    raise CheckpointError(f"{directory}: no usable checkpoint to resume from ({found})")
+
+
+def has_checkpoint(directory: Path) -> bool:
+    return bool(_checkpoints(directory))
+
+
+def _checkpoints(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if PATTERN.match(p.name)]
+    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)), reverse=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

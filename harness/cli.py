@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -61,6 +62,37 @@ def _build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--rounds", type=_positive_int, default=50, help="timed batch-1 calls (default 50)")
     measure.set_defaults(func=cmd_measure)
 
+    run = commands.add_parser("run", help="train and evaluate one variant; writes a result record")
+    run.add_argument("spec", type=Path, metavar="SPEC")
+    run.add_argument("--variant", help="the variant to run (default: the spec's default_variant)")
+    run.add_argument("--seed", type=_nonnegative_int, default=0, help="the run's seed (default 0)")
+    run.add_argument(
+        "--profile",
+        choices=("full", "short", "smoke"),
+        default="full",
+        help="full: the spec as written; short: a tenth of the epochs; smoke: a small subset, one epoch per phase",
+    )
+    run.add_argument("--epochs", type=_positive_int, help="override the profile's epochs (schedules are compressed)")
+    run.add_argument("--subset", type=_positive_int, help="train on this many images (validation and test shrink too)")
+    run.add_argument(
+        "--data",
+        help="local CIFAR-10: a torchvision folder, a folder of class subfolders, or a .tar.gz "
+        "(default: $HARNESS_DATA, else torchvision's download)",
+    )
+    run.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS), help="where records and checkpoints go")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    run.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    run.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact resumes on CPU)")
+    run.add_argument("--workers", type=_nonnegative_int, default=0, help="data-loading worker processes (default 0)")
+    run.add_argument(
+        "--track-test",
+        action="store_true",
+        help="also score the test set every epoch, for the record only (the reports' selection rules)",
+    )
+    run.add_argument("--teacher-checkpoint", help="load the distillation teacher from this file instead of training it")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
     table = commands.add_parser("table", help="the leaderboard of claims against measurements and results")
     table.add_argument("--specs", nargs="+", type=Path, metavar="SPEC", help=f"default: {DEFAULT_SPECS}/*.toml")
     table.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS), help="folder of result records")
@@ -76,6 +108,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 
@@ -169,6 +211,62 @@ def cmd_measure(args: argparse.Namespace) -> int:
             f"CPU threads: {torch.get_num_threads()}."
         )
     return EXIT_OK
+
+
+class ConsoleEvents:
+    """Progress on stderr (a tqdm bar per epoch, with loss, accuracy and ETA); summaries on stdout."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def message(self, text: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stdout)
+        sys.stdout.flush()
+
+    @contextlib.contextmanager
+    def progress(self, total: int, description: str) -> Iterator[Callable[..., None]]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=description, file=sys.stderr, leave=False, disable=self.quiet, dynamic_ncols=True)
+
+        def advance(n: int, **postfix: str) -> None:
+            bar.update(n)
+            bar.set_postfix(postfix, refresh=False)
+
+        try:
+            yield advance
+        finally:
+            bar.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.budget import BudgetError
+    from harness.checkpoint import CheckpointError
+    from harness.data import DataError
+    from harness.train import RunError, RunOptions, run
+
+    (spec,) = _load([args.spec])
+    variant = spec.variant(args.variant).name
+    options = RunOptions(
+        seed=args.seed,
+        profile=args.profile,
+        epochs=args.epochs,
+        subset=args.subset,
+        data=args.data,
+        device=args.device,
+        resume=args.resume,
+        deterministic=args.deterministic,
+        workers=args.workers,
+        track_test=args.track_test,
+        teacher_checkpoint=args.teacher_checkpoint,
+    )
+    try:
+        record = run(spec, variant, options, args.results, ConsoleEvents(args.quiet))
+    except (RunError, DataError, BudgetError, CheckpointError) as error:
+        raise UsageError(str(error)) from None
+    return EXIT_OK if record["status"] == "complete" else EXIT_FAILURE
 
 
 def cmd_table(args: argparse.Namespace) -> int:

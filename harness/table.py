@@ -51,17 +51,52 @@ def size_columns(spec: Spec, variant: str) -> dict[str, Any]:
     }
 
 
+PROFILE_RANK = {"full": 0, "short": 1, "smoke": 2}
+
+
+def evidence(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The strongest comparable set of finished runs: full budget on official data first, then the rest.
+
+    Runs are only pooled when they share profile, epochs and data, so a mean never mixes budgets.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record.get("status") == "complete" and record.get("test_acc") is not None:
+            budget = record.get("budget", {})
+            key = (record["profile"], budget.get("epochs"), budget.get("train_images"), record.get("data_source"))
+            groups[key].append(record)
+    if not groups:
+        return []
+
+    def strength(item: tuple[tuple[Any, ...], list[dict[str, Any]]]) -> tuple[Any, ...]:
+        (profile, _, _, _), runs = item
+        reproduction = all(r.get("is_reproduction") for r in runs)
+        return (not reproduction, PROFILE_RANK.get(profile, 9), -len(runs))
+
+    return min(groups.items(), key=strength)[1]
+
+
+def verdict(runs: list[dict[str, Any]]) -> str:
+    """What the results can say about the claim (refined by the statistics of the leaderboard)."""
+    if not runs:
+        return "not run"
+    if not all(r.get("is_reproduction") for r in runs):
+        return "not run at full budget"
+    return "run at full budget"
+
+
 def rows(specs: list[Spec], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Leaderboard rows: every variant of every spec, with the results recorded for it."""
+    """Leaderboard rows: every variant of every spec, with the results recorded for its current recipe."""
     by_entry: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         by_entry[(record["report"], record["variant"])].append(record)
     out = []
     for spec in specs:
-        for name in spec.variants:
+        for name, variant in spec.variants.items():
             claim = headline(spec, name)
-            results = by_entry.get((spec.name, name), [])
-            accs = [r["test_acc"] for r in results if r.get("test_acc") is not None]
+            current = [r for r in by_entry.get((spec.name, name), []) if r.get("spec_hash") == variant.spec_hash]
+            runs = evidence(current)
+            accs = [r["test_acc"] for r in runs]
             out.append(
                 {
                     "report": spec.name,
@@ -74,16 +109,15 @@ def rows(specs: list[Spec], records: list[dict[str, Any]]) -> list[dict[str, Any
                     "n_seeds": len(accs),
                     "test_acc_mean": statistics.fmean(accs) if accs else None,
                     "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
-                    "profile": _one(results, "profile"),
-                    "data_source": _one(results, "data_source"),
+                    "verdict": verdict(runs),
+                    "profile": runs[0]["profile"] if runs else None,
+                    "epochs": runs[0]["budget"]["epochs"] if runs else None,
+                    "data_source": runs[0].get("data_source") if runs else None,
+                    "n_diverged": sum(r.get("status") == "diverged" for r in current),
+                    "n_stale": len(by_entry.get((spec.name, name), [])) - len(current),
                 }
             )
     return out
-
-
-def _one(results: list[dict[str, Any]], key: str) -> str | None:
-    values = sorted({str(r.get(key)) for r in results if r.get(key) is not None})
-    return ", ".join(values) if values else None
 
 
 MARKDOWN_COLUMNS = {
@@ -97,6 +131,7 @@ MARKDOWN_COLUMNS = {
     "within_budget": "<= 5M",
     "n_seeds": "n",
     "test_acc": "test acc (%)",
+    "verdict": "verdict",
     "profile": "profile",
     "data_source": "data",
 }
@@ -124,6 +159,8 @@ def _markdown_cell(row: dict[str, Any], key: str) -> str:
         return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
     if key == "n_seeds":
         return str(value) if value else ""
+    if key == "profile" and value:
+        return f"{value} ({row['epochs']} ep)"
     return "" if value is None else str(value)
 
 

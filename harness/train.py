@@ -1,0 +1,654 @@
+"""Training: one visible loop for every recipe, resumable, on any device, with an honest budget.
+
+`run()` trains one (spec, variant, seed, budget) and returns its result record. Randomness is reseeded
+from (seed, epoch) at the start of every epoch, so a run resumed from any checkpoint replays exactly
+the data order, augmentation and mixing of an uninterrupted run. The test set is evaluated once, at the
+end, on the model the spec selects (last epoch, or best validation accuracy); with `track_test` it is
+also scored every epoch for the record, labelled as the report's rule, and never used to choose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from harness import checkpoint
+from harness.augment import torchvision_pipeline
+from harness.budget import Budget, Profile, compress, make_budget
+from harness.data import AugmentedImages, Cifar10, load_cifar10, normalize, split_indices
+from harness.losses import Mixed, mix_batch, mixing_this_epoch, training_loss, unmixed
+from harness.measure import device_name, size_of
+from harness.models import build_model
+from harness.record import SCHEMA, RunKey, find_record, git_state, versions
+from harness.spec import Recipe, Spec, Variant
+
+PROBE_STEPS = 2  # timed training steps (after one warm-up) for the estimate
+PROBE_BATCH = 32  # images per probe step: enough for a stable rate, cheap even for the teacher
+
+
+class RunError(Exception):
+    """A run that cannot start or continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    seed: int = 0
+    profile: Profile = "full"
+    epochs: int | None = None
+    subset: int | None = None
+    data: str | None = None
+    device: str = "auto"
+    resume: bool = False
+    deterministic: bool = False
+    workers: int = 0
+    track_test: bool = False
+    teacher_checkpoint: str | None = None
+
+
+class Events(Protocol):
+    """How a run reports progress; the CLI shows it, tests pass `Silent`."""
+
+    def message(self, text: str) -> None: ...
+
+    def progress(self, total: int, description: str) -> contextlib.AbstractContextManager[Callable[..., None]]: ...
+
+
+class Silent:
+    def message(self, text: str) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def progress(self, total: int, description: str) -> Iterator[Callable[..., None]]:
+        yield lambda n, **postfix: None
+
+
+# ----------------------------------------------------------------------------------------------
+# Set-up
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks CUDA, then Apple's MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda: no CUDA device is available (use --device auto or cpu)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise RunError(f"--device {name}: expected auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def seed_epoch(seed: int, epoch: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Reseed every source of randomness from (seed, epoch); returns the mixing RNGs of this epoch."""
+    state = int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] % (2**63))
+    random.seed(state)
+    torch.manual_seed(state)
+    return np.random.default_rng([seed, epoch, 1]), torch.Generator().manual_seed(state)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def make_splits(data: Cifar10, recipe: Recipe, budget: Budget) -> Splits:
+    """The fixed validation split, then the budget's subsets (the same images for every seed)."""
+    train, val = split_indices(len(data.train_x), recipe.data.val_size, recipe.data.val_seed)
+    if budget.train_images is not None:
+        train = np.sort(np.random.default_rng(recipe.data.val_seed + 1).permutation(train)[: budget.train_images])
+    if budget.val_images is not None:  # a random subset: the arrays are ordered by class
+        val = np.sort(np.random.default_rng(recipe.data.val_seed + 3).permutation(val)[: budget.val_images])
+    test = np.arange(len(data.test_x))
+    if budget.test_images is not None:
+        test = np.sort(np.random.default_rng(recipe.data.val_seed + 2).permutation(test)[: budget.test_images])
+    return Splits(train, val, test)
+
+
+def phase_at(recipe: Recipe, epoch: int) -> tuple[str, bool]:
+    """(phase name, whether mixing is on) for a 0-based epoch."""
+    end = 0
+    for phase in recipe.train.phases:
+        end += phase.epochs
+        if epoch < end:
+            return phase.name, phase.mix
+    return "main", True
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    optimizer = recipe.train.optimizer.build(model)
+    lookahead = recipe.train.lookahead
+    if lookahead is not None:
+        from timm.optim import Lookahead
+
+        # timm's Lookahead fills its slow weights at the first sync (step k) rather than at step 0.
+        optimizer = Lookahead(optimizer, alpha=lookahead.alpha, k=lookahead.k)
+    return optimizer
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None) -> None:
+    """Backward, clip every gradient element to [-clip, clip] (clip_grad_value_), step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        nn.utils.clip_grad_value_(model.parameters(), clip)
+    optimizer.step()
+
+
+@dataclass
+class Precision:
+    autocast: torch.dtype | None
+    channels_last: bool
+
+    def context(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast)
+
+
+def choose_precision(recipe: Recipe, device: torch.device) -> tuple[Precision, list[str]]:
+    """bf16 autocast and channels_last on CUDA unless the spec forbids them; fp32 NCHW elsewhere."""
+    if device.type != "cuda":
+        return Precision(None, False), []
+    deviations = []
+    autocast = torch.bfloat16 if recipe.train.allow_bf16 else None
+    if autocast is not None:
+        deviations.append("bf16 autocast on CUDA (the recipes trained in fp32)")
+    channels_last = recipe.train.allow_channels_last
+    if channels_last:
+        deviations.append("channels_last memory format on CUDA")
+    return Precision(autocast, channels_last), deviations
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    recipe: Recipe,
+    device: torch.device,
+    precision: Precision,
+) -> float:
+    """Top-1 accuracy (%) over every image, in eval mode, with the test transform (normalise only)."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), recipe.eval.batch_size):
+        x = normalize(images[start : start + recipe.eval.batch_size], recipe.data.mean, recipe.data.std).to(device)
+        if precision.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precision.context(device):
+            logits = model(x)
+        correct += (logits.argmax(1).cpu() == torch.from_numpy(labels[start : start + len(x)])).sum().item()
+    return 100.0 * correct / max(1, len(images))
+
+
+@torch.no_grad()
+def evaluate_loader(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision) -> float:
+    """Accuracy over a loader (002's validation images, which pass through the training transform)."""
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        x = x.to(device)
+        with precision.context(device):
+            correct += (model(x).argmax(1).cpu() == y).sum().item()
+        total += len(y)
+    return 100.0 * correct / max(1, total)
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+
+
+def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, events: Events) -> dict[str, Any]:
+    """Train and evaluate one variant at one budget; write and return its result record."""
+    variant = spec.variant(variant_name)
+    budget = make_budget(variant.recipe, options.profile, options.epochs, options.subset)
+    recipe = compress(variant.recipe, budget)
+    data = load_cifar10(options.data)
+    key = RunKey(spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data.sha256)
+    record_path, ckpt_dir = key.record_path(results), key.checkpoint_dir(results)
+    done = find_record(results, key)
+    if done is not None:
+        events.message(
+            f"{spec.name}/{variant.name} seed {options.seed} ({options.profile}) is already complete: {record_path}"
+        )
+        return done
+    if checkpoint.has_checkpoint(ckpt_dir) and not options.resume:
+        raise RunError(
+            f"{ckpt_dir} holds a checkpoint of this run: pass --resume to continue it, "
+            "or delete that folder to start again"
+        )
+    device = resolve_device(options.device)
+    if options.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    precision, runtime_deviations = choose_precision(recipe, device)
+
+    teacher, teacher_info = _teacher(spec, variant, options, results, events, device, precision)
+    splits = make_splits(data, recipe, budget)
+    transform = torchvision_pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
+    train_set = AugmentedImages(data.train_x[splits.train], data.train_y[splits.train], transform)
+    steps_per_epoch = math.ceil(len(train_set) / recipe.train.batch_size)
+
+    torch.manual_seed(options.seed)  # the initial weights depend on the seed alone
+    model = build_model(recipe.model).to(device)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, recipe)
+    scheduler = recipe.train.schedule.build(optimizer, recipe.train.epochs, steps_per_epoch)
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    start_epoch, elapsed_before = 0, 0.0
+    if options.resume and checkpoint.has_checkpoint(ckpt_dir):
+        state, rejected = checkpoint.load_latest(ckpt_dir)
+        for line in rejected:
+            events.message(f"warning: {line}; using an older checkpoint")
+        if state["key"] != asdict(key) or state["budget"] != budget.as_dict():
+            raise RunError(
+                f"{ckpt_dir}: the checkpoint belongs to another spec, data or budget; delete it to start again"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best = state["history"], state["best"]
+        start_epoch, elapsed_before = state["epoch"] + 1, state["wall_time_s"]
+        events.message(f"resuming {spec.name}/{variant.name} after epoch {start_epoch} of {recipe.train.epochs}")
+
+    events.message(_estimate(model, teacher, recipe, budget, splits, device, precision, options))
+    started = time.perf_counter()
+    status, diverged_at = "complete", None
+    for epoch in range(start_epoch, recipe.train.epochs):
+        rng, gen = seed_epoch(options.seed, epoch)
+        phase, phase_mixes = phase_at(recipe, epoch)
+        mix = recipe.train.mix
+        mixing = mixing_this_epoch(mix, phase_mixes, rng)
+        loader = DataLoader(
+            train_set,
+            batch_size=recipe.train.batch_size,
+            shuffle=True,
+            generator=gen,
+            num_workers=options.workers,
+            pin_memory=device.type == "cuda",
+        )
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        epoch_start = time.perf_counter()
+        loss_sum = correct = seen = 0.0
+        with events.progress(steps_per_epoch, f"epoch {epoch + 1}/{recipe.train.epochs} [{phase}]") as advance:
+            for step, (x, y) in enumerate(loader):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if precision.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                batch: Mixed = mix_batch(x, y, mix, rng, gen) if mixing else unmixed(x, y)
+                with precision.context(device):
+                    logits = model(batch.inputs)
+                    teacher_logits = None
+                    if teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = teacher(batch.inputs)
+                    loss = training_loss(
+                        logits.float(),
+                        batch,
+                        recipe.train.label_smoothing,
+                        recipe.train.distill,
+                        None if teacher_logits is None else teacher_logits.float(),
+                    )
+                optimizer_step(model, optimizer, loss, recipe.train.grad_clip_value)
+                if recipe.train.schedule.step == "batch":
+                    scheduler.step()
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    status, diverged_at = "diverged", {"epoch": epoch, "step": step, "loss": str(loss_value)}
+                    break
+                loss_sum += loss_value * len(y)
+                correct += (logits.argmax(1) == batch.targets_a).sum().item()
+                seen += len(y)
+                advance(1, loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+        if status == "diverged":
+            events.message(f"epoch {epoch + 1}: loss became {diverged_at['loss']} at step {step}; stopping (diverged)")
+            break
+        if recipe.train.schedule.step == "epoch":
+            scheduler.step()
+        train_seconds = time.perf_counter() - epoch_start
+        entry = {
+            "epoch": epoch,
+            "phase": phase,
+            "mixing": bool(mixing),
+            "lr": lr,
+            "train_loss": loss_sum / seen,
+            "train_acc_first_label": 100 * correct / seen,
+            "val_acc": _validate(model, data, splits, recipe, device, precision, options, epoch),
+            "train_images_per_s": seen / train_seconds,
+            "seconds": time.perf_counter() - epoch_start,
+        }
+        if options.track_test:
+            entry["test_acc_monitor"] = evaluate(
+                model, data.test_x[splits.test], data.test_y[splits.test], recipe, device, precision
+            )
+        history.append(entry)
+        improved = entry["val_acc"] is not None and (best is None or entry["val_acc"] >= best["val_acc"])
+        if recipe.eval.select == "best-val" and improved:  # >=: the later epoch wins ties, as in 003
+            best = {"epoch": epoch, "val_acc": entry["val_acc"], "model": copy.deepcopy(model.state_dict())}
+        checkpoint.save(
+            ckpt_dir,
+            epoch,
+            {
+                "format": 1,
+                "key": asdict(key),
+                "budget": budget.as_dict(),
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": rng.bit_generator.state},
+                "history": history,
+                "best": best,
+                "wall_time_s": elapsed_before + time.perf_counter() - started,
+            },
+        )
+        events.message(_epoch_line(entry, recipe.train.epochs))  # after the save: a shown epoch is a stored one
+
+    wall = elapsed_before + time.perf_counter() - started
+    selected_epoch = history[-1]["epoch"] if history else None
+    if status == "complete" and best is not None:
+        model.load_state_dict(best["model"])
+        selected_epoch = best["epoch"]
+    test_acc = None
+    if status == "complete":
+        test_acc = evaluate(model, data.test_x[splits.test], data.test_y[splits.test], recipe, device, precision)
+        checkpoint.save_file(
+            ckpt_dir / "final.pt",
+            {"model": model.state_dict(), "spec_hash": variant.spec_hash, "selected_epoch": selected_epoch},
+        )
+    record = _record(
+        spec,
+        variant,
+        recipe,
+        options,
+        budget,
+        data,
+        splits,
+        key,
+        device,
+        precision,
+        runtime_deviations,
+        teacher_info,
+        history,
+        status,
+        diverged_at,
+        selected_epoch,
+        test_acc,
+        wall,
+        record_path,
+        ckpt_dir,
+    )
+    checkpoint.atomic_write_json(record_path, record)
+    events.message(f"{status}: test accuracy {'-' if test_acc is None else f'{test_acc:.2f}%'} -> {record_path}")
+    return record
+
+
+def _validate(
+    model: nn.Module,
+    data: Cifar10,
+    splits: Splits,
+    recipe: Recipe,
+    device: torch.device,
+    precision: Precision,
+    options: RunOptions,
+    epoch: int,
+) -> float | None:
+    if len(splits.val) == 0:
+        return None
+    images, labels = data.train_x[splits.val], data.train_y[splits.val]
+    if recipe.data.val_transform == "eval":
+        return evaluate(model, images, labels, recipe, device, precision)
+    # 002 validates on images that pass through the training transform; seeded so resumes agree.
+    transform = torchvision_pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
+    loader = DataLoader(
+        AugmentedImages(images, labels, transform), batch_size=recipe.eval.batch_size, num_workers=options.workers
+    )
+    with _forked_rng(options.seed * 1_000_003 + epoch):
+        return evaluate_loader(model, loader, device, precision)
+
+
+@contextlib.contextmanager
+def _forked_rng(seed: int) -> Iterator[None]:
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state)
+
+
+def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
+    val = "-" if entry["val_acc"] is None else f"{entry['val_acc']:.2f}%"
+    line = (
+        f"epoch {entry['epoch'] + 1}/{epochs} [{entry['phase']}{', mixed' if entry['mixing'] else ''}] "
+        f"lr {entry['lr']:.3g} loss {entry['train_loss']:.4f} train(first label) {entry['train_acc_first_label']:.2f}% "
+        f"val {val} {entry['train_images_per_s']:.0f} img/s {entry['seconds']:.0f}s"
+    )
+    if "test_acc_monitor" in entry:
+        line += f" test(monitor) {entry['test_acc_monitor']:.2f}%"
+    return line
+
+
+def _estimate(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    recipe: Recipe,
+    budget: Budget,
+    splits: Splits,
+    device: torch.device,
+    precision: Precision,
+    options: RunOptions,
+) -> str:
+    """Time a few training steps on copies (the run's own state is untouched) and extrapolate."""
+    probe = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)
+    batch = min(recipe.train.batch_size, PROBE_BATCH, len(splits.train))
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    times = []
+    for _ in range(PROBE_STEPS + 1):
+        start = time.perf_counter()
+        with precision.context(device):
+            loss = nn.functional.cross_entropy(probe(x).float(), y)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher(x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    train_rate = batch / float(np.median(times[1:]))
+    eval_rate = 3 * train_rate  # a forward pass is about a third of a training step
+    per_epoch = (
+        len(splits.train) / train_rate + (len(splits.val) + (len(splits.test) if options.track_test else 0)) / eval_rate
+    )
+    total = recipe.train.epochs * per_epoch + len(splits.test) / eval_rate
+    macs = size_of(recipe.model).macs
+    return (
+        f"estimate: {recipe.train.epochs} epochs x {len(splits.train):,} images at {train_rate:.0f} img/s "
+        f"({macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, {torch.get_num_threads()} threads): "
+        f"about {_duration(total)} [{budget.profile} budget]"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _teacher(
+    spec: Spec,
+    variant: Variant,
+    options: RunOptions,
+    results: Path,
+    events: Events,
+    device: torch.device,
+    precision: Precision,
+) -> tuple[nn.Module | None, dict[str, Any] | None]:
+    """The distillation teacher: a given checkpoint, a finished teacher run, or a teacher trained now."""
+    distill = variant.recipe.train.distill
+    linked = spec.teacher_of(variant)
+    if distill is None or linked is None:
+        return None, None
+    teacher_spec, teacher_variant = linked
+    model = build_model(teacher_variant.recipe.model)
+    given = options.teacher_checkpoint or (
+        str(spec.path.parent.parent / distill.teacher_checkpoint) if distill.teacher_checkpoint else None
+    )
+    info: dict[str, Any] = {
+        "spec": str(teacher_spec.path),
+        "variant": teacher_variant.name,
+        "spec_hash": teacher_variant.spec_hash,
+    }
+    if given is not None:
+        path = Path(given)
+        events.message(f"teacher: loading {path}")
+    else:
+        teacher_options = RunOptions(**{**asdict(options), "resume": options.resume, "teacher_checkpoint": None})
+        teacher_record = run(teacher_spec, teacher_variant.name, teacher_options, results, events)
+        if teacher_record["status"] != "complete":
+            raise RunError(
+                f"the teacher {teacher_spec.name}/{teacher_variant.name} did not finish ({teacher_record['status']})"
+            )
+        path = Path(teacher_record["checkpoint_dir"]) / "final.pt"
+        info["record"] = teacher_record["record_path"]
+        info["test_acc"] = teacher_record["test_acc"]
+    try:
+        state = checkpoint.load_file(path, verify=given is None)
+        model.load_state_dict(state.get("model", state))
+    except (checkpoint.CheckpointError, RuntimeError, KeyError) as error:
+        raise RunError(f"teacher checkpoint {path}: {error}") from None
+    info["checkpoint"] = str(path)
+    model = model.to(device).eval()
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, info
+
+
+def _record(
+    spec: Spec,
+    variant: Variant,
+    recipe: Recipe,
+    options: RunOptions,
+    budget: Budget,
+    data: Cifar10,
+    splits: Splits,
+    key: RunKey,
+    device: torch.device,
+    precision: Precision,
+    runtime_deviations: list[str],
+    teacher: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    status: str,
+    diverged_at: dict[str, Any] | None,
+    selected_epoch: int | None,
+    test_acc: float | None,
+    wall: float,
+    record_path: Path,
+    ckpt_dir: Path,
+) -> dict[str, Any]:
+    deviations = [f"{d.key}: {d.note}" for d in variant.deviations]
+    if not budget.is_full:
+        deviations.append(
+            f"budget '{budget.profile}': {budget.epochs} of {budget.spec_epochs} epochs"
+            f" (schedules compressed x{budget.time_scale:.3g}), {len(splits.train)} training images"
+        )
+    if not data.official:
+        deviations.append(f"data: {data.label}")
+    deviations += runtime_deviations
+    report_rule = None
+    monitor = [(h["epoch"], h["test_acc_monitor"]) for h in history if "test_acc_monitor" in h]
+    if monitor:
+        epoch, value = max(monitor, key=lambda item: (item[1], item[0]))
+        report_rule = {
+            "rule": "max over epochs of test accuracy (the reports' best-epoch-test / test-early-stop; "
+            "monitor only, never used to select)",
+            "value": value,
+            "epoch": epoch,
+        }
+    final_val = next((h["val_acc"] for h in history if h["epoch"] == selected_epoch), None)
+    throughput = [h["train_images_per_s"] for h in history]
+    return {
+        "schema": SCHEMA,
+        "report": spec.name,
+        "report_id": spec.report.id,
+        "variant": variant.name,
+        "seed": options.seed,
+        "profile": budget.profile,
+        "status": status,
+        "diverged_at": diverged_at,
+        "is_reproduction": status == "complete" and budget.is_full and data.official,
+        "test_acc": test_acc,
+        "val_acc": final_val,
+        "selected_epoch": selected_epoch,
+        "selection": recipe.eval.select,
+        "report_rule": report_rule,
+        "budget": {
+            **budget.as_dict(),
+            "train_images": len(splits.train),
+            "val_images": len(splits.val),
+            "test_images": len(splits.test),
+            "batch_size": recipe.train.batch_size,
+        },
+        "data_source": data.label,
+        "data": {"source": data.source, "official": data.official, "sha256": data.sha256},
+        "spec_file": str(spec.path),
+        "spec_hash": variant.spec_hash,
+        "recipe": recipe.model_dump(mode="json"),
+        "deviations": deviations,
+        "teacher": teacher,
+        "params": size_of(recipe.model).params,
+        "macs": size_of(recipe.model).macs,
+        "device": {
+            "type": device.type,
+            "name": device_name(device),
+            "threads": torch.get_num_threads(),
+            "autocast": None if precision.autocast is None else str(precision.autocast).removeprefix("torch."),
+            "channels_last": precision.channels_last,
+            "deterministic": options.deterministic,
+            "workers": options.workers,
+        },
+        "versions": versions(),
+        "git": git_state(Path(__file__).parent),
+        "wall_time_s": wall,
+        "device_hours": wall / 3600,
+        "train_images_per_s": float(np.median(throughput)) if throughput else None,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "record_path": str(record_path),
+        "checkpoint_dir": str(ckpt_dir),
+        "history": history,
+    }

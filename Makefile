@@ -5,6 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# Local CIFAR-10 for the demo: $HARNESS_DATA, else the JPEG copy beside the project, else torchvision's download.
+DATA ?= $(or $(HARNESS_DATA),$(wildcard ../shared/data/cifar10-jpeg.tar.gz))
+DEMO_RESULTS ?= runs/demo
 
 .PHONY: install demo test bench clean
 
@@ -18,8 +21,9 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/harness check reproductions/*.toml
-	$(BIN)/harness measure reproductions/*.toml
-	$(BIN)/harness table
+	$(BIN)/harness measure reproductions/*.toml --no-latency
+	$(BIN)/harness run reproductions/dmsresnet.toml --profile smoke --results $(DEMO_RESULTS) $(if $(DATA),--data $(DATA))
+	$(BIN)/harness table --results $(DEMO_RESULTS)
 
 test: install
 	$(BIN)/python -m pytest

@@ -21,3 +21,19 @@ def spec_copy(tmp_path: Path):
         return path
 
     return write
+
+
+JPEG_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def jpeg_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real-image CIFAR-10 copy beside the project, decoded once per session into a private cache."""
+    assert JPEG_ARCHIVE.exists(), f"the tests need {JPEG_ARCHIVE} (see ../shared/README.md)"
+    import os
+
+    os.environ["HARNESS_CACHE"] = str(tmp_path_factory.mktemp("harness-cache"))
+    from harness.data import load_cifar10
+
+    load_cifar10(JPEG_ARCHIVE)  # decode now, so that tests time their own work only
+    return JPEG_ARCHIVE

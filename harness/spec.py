@@ -124,8 +124,15 @@ class Claim(Section):
 
 
 class Deviation(Section):
-    """Where a variant departs from the report's text (or fills a gap in it)."""
+    """Where a variant departs from the report's text, or fills a gap in it, and of what kind.
 
+    code-differs: the released code does something other than the text says (or leaves out).
+    unstated: the text is silent here; the value comes from the code or is a stated guess.
+    inferred: the run is not in the released code; this part of its recipe is inferred.
+    harness: the harness's protocol departs from the report and its code (e.g. a held-out split).
+    """
+
+    kind: Literal["code-differs", "unstated", "inferred", "harness"]
     key: str = Field(min_length=1)
     note: str = Field(min_length=1)
 
@@ -331,9 +338,11 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def load_specs(paths: Iterable[str | Path]) -> tuple[list[Spec], list[Problem]]:
-    """Load many specs, collecting the problems of all of them instead of stopping at the first."""
+    """Load many specs (skipping protocol files), collecting the problems of all of them at once."""
     specs, problems = [], []
     for path in paths:
+        if is_protocol_file(path):
+            continue  # a common protocol, not a report: see load_protocol
         try:
             specs.append(load_spec(path))
         except SpecError as error:
@@ -353,7 +362,9 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Spec:
         raise SpecError([Problem(file, "", "is not UTF-8 text, expected a TOML spec")]) from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError([Problem(file, "", f"invalid TOML: {error}")]) from None
-    raw = _tuples(raw)
+    raw = as_tuples(raw)
+    if "protocol" in raw and "report" not in raw:
+        raise SpecError([Problem(file, "protocol", "this is a protocol, not a report spec: use it with --protocol")])
 
     problems: list[Problem] = []
     known = list(RECIPE_KEYS) + list(Header.model_fields)
@@ -500,7 +511,7 @@ def _link_teachers(spec: Spec, stack: tuple[Path, ...], declared: set[str]) -> t
     linked: dict[str, Variant] = {}
     for name, variant in spec.variants.items():
         distill = variant.recipe.train.distill
-        own_hash = _hash(variant.recipe.model_dump(mode="json"))
+        own_hash = content_hash(variant.recipe.model_dump(mode="json"))
         if distill is None:
             linked[name] = _replace(variant, spec_hash=own_hash)
             continue
@@ -559,9 +570,9 @@ def _link_teachers(spec: Spec, stack: tuple[Path, ...], declared: set[str]) -> t
                 )
             )
             continue
-        teacher_hash = _hash(teacher.recipe.model_dump(mode="json"))
+        teacher_hash = content_hash(teacher.recipe.model_dump(mode="json"))
         linked[name] = _replace(
-            variant, spec_hash=_hash([own_hash, teacher_hash]), teacher=(teacher_path, teacher.name)
+            variant, spec_hash=content_hash([own_hash, teacher_hash]), teacher=(teacher_path, teacher.name)
         )
     linked_spec = Spec(
         spec.path,
@@ -582,7 +593,8 @@ def _replace(variant: Variant, **changes: Any) -> Variant:
     return Variant(**{**variant.__dict__, **changes})
 
 
-def _hash(data: Any) -> str:
+def content_hash(data: Any) -> str:
+    """A short SHA-256 of JSON-able data (sorted keys): identifies a recipe, whatever its file says."""
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -595,12 +607,12 @@ def _inside(root: Path, relative: str) -> Path | None:
     return resolved if resolved.is_relative_to(root.resolve()) else None
 
 
-def _tuples(value: Any) -> Any:
-    # TOML arrays load as lists; frozen sections hold tuples, and strict mode wants them exactly.
+def as_tuples(value: Any) -> Any:
+    """Lists to tuples, recursively: TOML and JSON arrays load as lists, strict frozen sections want tuples."""
     if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
+        return {k: as_tuples(v) for k, v in value.items()}
     if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
+        return tuple(as_tuples(v) for v in value)
     return value
 
 
@@ -767,3 +779,92 @@ def _problems(error: ValidationError, root: type[BaseModel], file: str, raw: Any
         key = _format_key(display)
         problems.append(Problem(file, f"{prefix}.{key}" if prefix and key else (prefix or key), message))
     return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# Common protocols: one recipe applied to every architecture
+
+
+class ProtocolInfo(Section):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(min_length=1)
+
+
+class ProtocolFile(Section):
+    """A file with `[protocol]` instead of `[report]`: data, augment, train and eval, but no model."""
+
+    protocol: ProtocolInfo
+    data: Data
+    augment: Augment = Augment()
+    train: Train
+    eval: Eval
+
+
+@dataclass(frozen=True)
+class Protocol:
+    path: Path
+    name: str
+    description: str
+    body: ProtocolFile
+
+
+def is_protocol_file(path: str | Path) -> bool:
+    """Whether a TOML file is a protocol (it has `[protocol]` and no `[report]`)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return "protocol" in raw and "report" not in raw
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file; raises SpecError listing every problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = as_tuples(tomllib.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise SpecError([Problem(file, "", "no such protocol file")]) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise SpecError([Problem(file, "", f"not a readable TOML protocol: {error}")]) from None
+    try:
+        body = ProtocolFile.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError(_problems(error, ProtocolFile, file, raw)) from None
+    problems = [Problem(file, f"train.{k}", m) for k, m in body.train.problems()]
+    if body.train.distill is not None:
+        problems.append(Problem(file, "train.distill", "a common protocol cannot distil: it has no teacher"))
+    if problems:
+        raise SpecError(problems)
+    return Protocol(path, body.protocol.name, body.protocol.description, body)
+
+
+def resolve_protocol(spec: Spec, name: str) -> Protocol | None:
+    """'own' (None: the report's recipe), a protocol name beside the spec (common.toml), or a path."""
+    if name == "own":
+        return None
+    candidate = spec.path.parent / f"{name}.toml"
+    return load_protocol(candidate if candidate.exists() and "/" not in name else Path(name))
+
+
+def with_protocol(spec: Spec, variant: Variant, protocol: Protocol | None) -> Variant:
+    """The variant's architecture under another protocol's recipe (unchanged for the report's own)."""
+    if protocol is None:
+        return variant
+    body = protocol.body
+    recipe = Recipe(model=variant.recipe.model, data=body.data, augment=body.augment, train=body.train, eval=body.eval)
+    problems = [Problem(str(protocol.path), key, msg) for key, msg in recipe.problems()]
+    if problems:
+        raise SpecError(problems)
+    note = (
+        f"the '{protocol.name}' protocol ({protocol.path.name}) replaces the report's data, augmentation, "
+        "training and evaluation; only the architecture is the report's"
+    )
+    return Variant(
+        name=variant.name,
+        description=f"{variant.description} Under the {protocol.name} protocol.",
+        deviations=(Deviation(kind="harness", key="train", note=note),),
+        recipe=recipe,
+        role=spec.role(variant.name),
+        spec_hash=content_hash([f"protocol:{protocol.name}", recipe.model_dump(mode="json")]),
+    )

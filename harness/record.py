@@ -25,10 +25,12 @@ class RunKey:
     profile: str
     spec_hash: str
     data_sha256: str
+    protocol: str = "own"
 
     @property
     def stem(self) -> str:
-        return f"{self.profile}-seed{self.seed}-{self.spec_hash[:8]}-{self.data_sha256[:8]}"
+        prefix = "" if self.protocol == "own" else f"{self.protocol}-"
+        return f"{prefix}{self.profile}-seed{self.seed}-{self.spec_hash[:8]}-{self.data_sha256[:8]}"
 
     def record_path(self, results: Path) -> Path:
         return results / self.report / self.variant / f"{self.stem}.json"

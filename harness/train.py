@@ -34,7 +34,8 @@ from harness.losses import Mixed, mix_batch, mixing_this_epoch, training_loss, u
 from harness.measure import device_name, size_of
 from harness.models import build_model
 from harness.record import SCHEMA, RunKey, find_record, git_state, versions
-from harness.spec import Recipe, Spec, Variant
+from harness.robustness import corrupted_accuracy
+from harness.spec import Recipe, Spec, Variant, content_hash, resolve_protocol, with_protocol
 
 PROBE_STEPS = 2  # timed training steps (after one warm-up) for the estimate
 PROBE_BATCH = 32  # images per probe step: enough for a stable rate, cheap even for the teacher
@@ -57,6 +58,8 @@ class RunOptions:
     workers: int = 0
     track_test: bool = False
     teacher_checkpoint: str | None = None
+    protocol: str = "own"  # own, a protocol name beside the spec (common), or a protocol file
+    robustness: bool | None = None  # corrupted-test accuracy; None: only for full budgets
 
 
 class Events(Protocol):
@@ -178,11 +181,40 @@ def choose_precision(recipe: Recipe, device: torch.device) -> tuple[Precision, l
     return Precision(autocast, channels_last), deviations
 
 
+@dataclass(frozen=True)
+class Context:
+    """Everything fixed for the length of one run."""
+
+    spec: Spec
+    variant: Variant
+    recipe: Recipe  # the variant's recipe compressed to the budget
+    options: RunOptions
+    budget: Budget
+    data: Cifar10
+    splits: Splits
+    key: RunKey
+    record_path: Path
+    ckpt_dir: Path
+    device: torch.device
+    precision: Precision
+    runtime_deviations: tuple[str, ...]
+
+
+@dataclass
+class Outcome:
+    history: list[dict[str, Any]]
+    status: str = "complete"
+    diverged_at: dict[str, Any] | None = None
+    selected_epoch: int | None = None
+    test_acc: float | None = None
+    robustness: dict[str, Any] | None = None
+    wall_time_s: float = 0.0
+
+
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     images: np.ndarray,
@@ -191,11 +223,28 @@ def evaluate(
     device: torch.device,
     precision: Precision,
 ) -> float:
-    """Top-1 accuracy (%) over every image, in eval mode, with the test transform (normalise only)."""
+    """Top-1 accuracy (%) over every image, in eval mode, with the recipe's test transform."""
+    return evaluate_arrays(
+        model, images, labels, recipe.data.mean, recipe.data.std, recipe.eval.batch_size, device, precision
+    )
+
+
+@torch.no_grad()
+def evaluate_arrays(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+) -> float:
+    """Top-1 accuracy (%) of uint8 NHWC images, normalised with (mean, std), in eval mode."""
     model.eval()
     correct = 0
-    for start in range(0, len(images), recipe.eval.batch_size):
-        x = normalize(images[start : start + recipe.eval.batch_size], recipe.data.mean, recipe.data.std).to(device)
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start : start + batch_size], mean, std).to(device)
         if precision.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with precision.context(device):
@@ -223,11 +272,19 @@ def evaluate_loader(model: nn.Module, loader: DataLoader, device: torch.device, 
 
 def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, events: Events) -> dict[str, Any]:
     """Train and evaluate one variant at one budget; write and return its result record."""
-    variant = spec.variant(variant_name)
+    variant = with_protocol(spec, spec.variant(variant_name), resolve_protocol(spec, options.protocol))
     budget = make_budget(variant.recipe, options.profile, options.epochs, options.subset)
     recipe = compress(variant.recipe, budget)
     data = load_cifar10(options.data)
-    key = RunKey(spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data.sha256)
+    key = RunKey(
+        spec.name,
+        variant.name,
+        options.seed,
+        options.profile,
+        variant.spec_hash,
+        data.sha256,
+        options.protocol if options.protocol in ("own", "common") else Path(options.protocol).stem,
+    )
     record_path, ckpt_dir = key.record_path(results), key.checkpoint_dir(results)
     done = find_record(results, key)
     if done is not None:
@@ -369,23 +426,17 @@ def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, event
                 "history": history,
                 "best": best,
                 "wall_time_s": elapsed_before + time.perf_counter() - started,
+                **_model_identity(recipe, variant),
             },
         )
         events.message(_epoch_line(entry, recipe.train.epochs))  # after the save: a shown epoch is a stored one
 
-    wall = elapsed_before + time.perf_counter() - started
-    selected_epoch = history[-1]["epoch"] if history else None
+    outcome = Outcome(history, status, diverged_at, history[-1]["epoch"] if history else None)
+    outcome.wall_time_s = elapsed_before + time.perf_counter() - started
     if status == "complete" and best is not None:
         model.load_state_dict(best["model"])
-        selected_epoch = best["epoch"]
-    test_acc = None
-    if status == "complete":
-        test_acc = evaluate(model, data.test_x[splits.test], data.test_y[splits.test], recipe, device, precision)
-        checkpoint.save_file(
-            ckpt_dir / "final.pt",
-            {"model": model.state_dict(), "spec_hash": variant.spec_hash, "selected_epoch": selected_epoch},
-        )
-    record = _record(
+        outcome.selected_epoch = best["epoch"]
+    ctx = Context(
         spec,
         variant,
         recipe,
@@ -394,22 +445,38 @@ def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, event
         data,
         splits,
         key,
-        device,
-        precision,
-        runtime_deviations,
-        teacher_info,
-        history,
-        status,
-        diverged_at,
-        selected_epoch,
-        test_acc,
-        wall,
         record_path,
         ckpt_dir,
+        device,
+        precision,
+        tuple(runtime_deviations),
     )
+    if status == "complete":
+        test_images, test_labels = data.test_x[splits.test], data.test_y[splits.test]
+        outcome.test_acc = evaluate(model, test_images, test_labels, recipe, device, precision)
+        checkpoint.save_file(
+            ckpt_dir / "final.pt",
+            {"model": model.state_dict(), "selected_epoch": outcome.selected_epoch, **_model_identity(recipe, variant)},
+        )
+        if options.robustness or (options.robustness is None and budget.is_full):
+            events.message(f"scoring {len(test_images):,} test images under 5 corruptions x 3 severities")
+            outcome.robustness = corrupted_accuracy(
+                lambda images: evaluate(model, images, test_labels, recipe, device, precision), test_images
+            )
+    record = _record(ctx, outcome, teacher_info)
     checkpoint.atomic_write_json(record_path, record)
-    events.message(f"{status}: test accuracy {'-' if test_acc is None else f'{test_acc:.2f}%'} -> {record_path}")
+    shown = "-" if outcome.test_acc is None else f"{outcome.test_acc:.2f}%"
+    events.message(f"{status}: test accuracy {shown} -> {record_path}")
     return record
+
+
+def _model_identity(recipe: Recipe, variant: Variant) -> dict[str, Any]:
+    """What `harness eval` needs to rebuild and score a saved model without its spec."""
+    return {
+        "spec_hash": variant.spec_hash,
+        "model_config": recipe.model.model_dump(mode="json"),
+        "normalization": {"mean": list(recipe.data.mean), "std": list(recipe.data.std)},
+    }
 
 
 def _validate(
@@ -559,28 +626,11 @@ def _teacher(
     return model, info
 
 
-def _record(
-    spec: Spec,
-    variant: Variant,
-    recipe: Recipe,
-    options: RunOptions,
-    budget: Budget,
-    data: Cifar10,
-    splits: Splits,
-    key: RunKey,
-    device: torch.device,
-    precision: Precision,
-    runtime_deviations: list[str],
-    teacher: dict[str, Any] | None,
-    history: list[dict[str, Any]],
-    status: str,
-    diverged_at: dict[str, Any] | None,
-    selected_epoch: int | None,
-    test_acc: float | None,
-    wall: float,
-    record_path: Path,
-    ckpt_dir: Path,
-) -> dict[str, Any]:
+def _record(ctx: Context, outcome: Outcome, teacher: dict[str, Any] | None) -> dict[str, Any]:
+    """The result record: what ran, on what, with which outcome, and everything needed to redo it."""
+    spec, variant, recipe, options, budget = ctx.spec, ctx.variant, ctx.recipe, ctx.options, ctx.budget
+    data, splits, device, precision = ctx.data, ctx.splits, ctx.device, ctx.precision
+    history, status = outcome.history, outcome.status
     deviations = [f"{d.key}: {d.note}" for d in variant.deviations]
     if not budget.is_full:
         deviations.append(
@@ -589,7 +639,7 @@ def _record(
         )
     if not data.official:
         deviations.append(f"data: {data.label}")
-    deviations += runtime_deviations
+    deviations += ctx.runtime_deviations
     report_rule = None
     monitor = [(h["epoch"], h["test_acc_monitor"]) for h in history if "test_acc_monitor" in h]
     if monitor:
@@ -600,7 +650,7 @@ def _record(
             "value": value,
             "epoch": epoch,
         }
-    final_val = next((h["val_acc"] for h in history if h["epoch"] == selected_epoch), None)
+    final_val = next((h["val_acc"] for h in history if h["epoch"] == outcome.selected_epoch), None)
     throughput = [h["train_images_per_s"] for h in history]
     return {
         "schema": SCHEMA,
@@ -610,13 +660,15 @@ def _record(
         "seed": options.seed,
         "profile": budget.profile,
         "status": status,
-        "diverged_at": diverged_at,
-        "is_reproduction": status == "complete" and budget.is_full and data.official,
-        "test_acc": test_acc,
+        "protocol": ctx.key.protocol,
+        "diverged_at": outcome.diverged_at,
+        "is_reproduction": status == "complete" and budget.is_full and data.official and ctx.key.protocol == "own",
+        "test_acc": outcome.test_acc,
         "val_acc": final_val,
-        "selected_epoch": selected_epoch,
+        "selected_epoch": outcome.selected_epoch,
         "selection": recipe.eval.select,
         "report_rule": report_rule,
+        "robustness": outcome.robustness,
         "budget": {
             **budget.as_dict(),
             "train_images": len(splits.train),
@@ -628,6 +680,7 @@ def _record(
         "data": {"source": data.source, "official": data.official, "sha256": data.sha256},
         "spec_file": str(spec.path),
         "spec_hash": variant.spec_hash,
+        "model_hash": content_hash(recipe.model.model_dump(mode="json")),
         "recipe": recipe.model_dump(mode="json"),
         "deviations": deviations,
         "teacher": teacher,
@@ -644,11 +697,11 @@ def _record(
         },
         "versions": versions(),
         "git": git_state(Path(__file__).parent),
-        "wall_time_s": wall,
-        "device_hours": wall / 3600,
+        "wall_time_s": outcome.wall_time_s,
+        "device_hours": outcome.wall_time_s / 3600,
         "train_images_per_s": float(np.median(throughput)) if throughput else None,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "record_path": str(record_path),
-        "checkpoint_dir": str(ckpt_dir),
+        "record_path": str(ctx.record_path),
+        "checkpoint_dir": str(ctx.ckpt_dir),
         "history": history,
     }

@@ -1,0 +1,75 @@
+"""Corruptions are deterministic and graded; `harness eval` scores a saved model on clean and corrupted data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.robustness import CORRUPTIONS, PARAMETERS, corrupt
+from harness.spec import load_spec
+from harness.train import RunOptions, Silent, run
+from tests.conftest import SPECS_DIR
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corruptions_are_deterministic_and_worsen_with_severity(images: np.ndarray, name: str) -> None:
+    outs = [corrupt(images, name, s) for s in (1, 2, 3)]
+    assert all(o.shape == images.shape and o.dtype == np.uint8 for o in outs)
+    assert np.array_equal(outs[1], corrupt(images, name, 2))
+    change = [np.abs(o.astype(int) - images).mean() for o in outs]
+    assert 0 < change[0] < change[1] < change[2]
+
+
+def test_corruption_arithmetic(images: np.ndarray) -> None:
+    flat = np.full((2, 32, 32, 3), 100, dtype=np.uint8)
+    assert (corrupt(flat, "brightness", 2) == 100 + 0.2 * 255).all()
+    half = np.concatenate([np.zeros((1, 32, 16, 3)), np.full((1, 32, 16, 3), 200)], axis=2).astype(np.uint8)
+    contrasted = corrupt(half, "contrast", 1)  # 0.75 of the way from the mean (100)
+    assert contrasted[0, 0, 0, 0] == 25 and contrasted[0, 0, 31, 0] == 175
+    noise = corrupt(np.full((64, 32, 32, 3), 128, dtype=np.uint8), "gaussian_noise", 1).astype(float) / 255
+    assert noise.std() == pytest.approx(PARAMETERS["gaussian_noise"][0], rel=0.05)
+
+
+def test_eval_command_on_a_saved_model(jpeg_archive: Path, tmp_path: Path, capsys) -> None:
+    options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
+    record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, Silent())
+    final = Path(record["checkpoint_dir"]) / "final.pt"
+    assert (
+        main(
+            [
+                "eval",
+                str(final),
+                "--data",
+                str(jpeg_archive),
+                "--subset",
+                str(record["budget"]["test_images"]),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["test_acc"] == pytest.approx(record["test_acc"])  # the same images, the same model
+    assert set(out["robustness"]["per_corruption"]) == set(CORRUPTIONS)
+    assert all(len(v) == 3 for v in out["robustness"]["per_corruption"].values())
+    assert main(["eval", str(tmp_path / "missing.pt")]) == 2
+    assert "no such checkpoint file" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    assert main(["eval", str(bad), "--no-corruptions"]) == 2
+    assert "unreadable" in capsys.readouterr().err
+
+
+def test_a_run_can_score_corruptions(jpeg_archive: Path, tmp_path: Path) -> None:
+    options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu", robustness=True)
+    record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, Silent())
+    assert 0 <= record["robustness"]["mean"] <= 100 and record["robustness"]["parameters"]["jpeg"] == [80, 58, 40]

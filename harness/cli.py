@@ -90,15 +90,70 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also score the test set every epoch, for the record only (the reports' selection rules)",
     )
     run.add_argument("--teacher-checkpoint", help="load the distillation teacher from this file instead of training it")
+    run.add_argument(
+        "--protocol",
+        default="own",
+        help="own: the report's recipe (default); common: reproductions/common.toml; or a protocol file",
+    )
+    run.add_argument(
+        "--robustness",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score the test set under 5 corruptions x 3 severities (default: only at the full budget)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
     table = commands.add_parser("table", help="the leaderboard of claims against measurements and results")
-    table.add_argument("--specs", nargs="+", type=Path, metavar="SPEC", help=f"default: {DEFAULT_SPECS}/*.toml")
-    table.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS), help="folder of result records")
+    _add_results_options(table)
     table.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    table.add_argument("--no-latency", action="store_true", help="leave the latency columns empty (no timing)")
     table.set_defaults(func=cmd_table)
+
+    audit = commands.add_parser("audit", help="every protocol flag of a spec's variants, with its evidence")
+    audit.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
+    audit.add_argument("--variant", help="only this variant")
+    audit.set_defaults(func=cmd_audit)
+
+    evaluate = commands.add_parser("eval", help="score a saved model on clean and corrupted test images")
+    evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="final.pt or an epoch-NNNN.pt of a run")
+    evaluate.add_argument("--data", help="local CIFAR-10 (default: $HARNESS_DATA, else torchvision's download)")
+    evaluate.add_argument("--subset", type=_positive_int, help="score only this many test images (a fixed subset)")
+    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    evaluate.add_argument("--no-corruptions", action="store_true", help="clean accuracy only")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+
+    plot = commands.add_parser("plot", help="PNG Pareto fronts and learning curves")
+    _add_results_options(plot)
+    plot.add_argument("--out", type=Path, default=Path("plots"), help="folder for the PNG files (default plots/)")
+    plot.add_argument("--no-latency", action="store_true", help="skip the latency front (no timing)")
+    plot.set_defaults(func=cmd_plot)
+
+    compare = commands.add_parser("compare", help="Welch's t-test between two entries with 3+ seeds each")
+    compare.add_argument("a", metavar="A", help="REPORT/VARIANT, e.g. resnet10/resnet12-grid")
+    compare.add_argument("b", metavar="B", help="REPORT/VARIANT")
+    _add_results_options(compare)
+    compare.add_argument(
+        "--protocol",
+        choices=("own", "common"),
+        default="own",
+        help="compare runs under each report's own recipe (default) or the common protocol",
+    )
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(func=cmd_compare)
     return parser
+
+
+def _add_results_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--specs", nargs="+", type=Path, metavar="SPEC", help=f"default: {DEFAULT_SPECS}/*.toml")
+    parser.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS), help="folder of result records")
+    parser.add_argument(
+        "--common",
+        type=Path,
+        metavar="PROTOCOL",
+        help=f"the common protocol (default: {DEFAULT_SPECS}/common.toml when it exists)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -129,23 +184,38 @@ def _load(paths: Sequence[Path]) -> list[Spec]:
 
 
 def _default_specs() -> list[Path]:
-    paths = sorted(Path(DEFAULT_SPECS).glob("*.toml"))
+    from harness.spec import is_protocol_file
+
+    paths = [p for p in sorted(Path(DEFAULT_SPECS).glob("*.toml")) if not is_protocol_file(p)]
     if not paths:
         raise UsageError(f"no specs in {DEFAULT_SPECS}/ (run from the project root, or pass --specs)")
     return paths
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    specs = _load(args.specs)
-    for spec in specs:
-        print(f"{spec.path}: ok ({len(spec.variants)} variants, {len(spec.claims)} claims)")
+    from harness.spec import is_protocol_file, load_protocol
+
+    problems, lines = [], []
+    for path in args.specs:
+        try:
+            if is_protocol_file(path):
+                protocol = load_protocol(path)
+                lines.append(f"{path}: ok (protocol '{protocol.name}')")
+            else:
+                (spec,) = _load([path])
+                lines.append(f"{spec.path}: ok ({len(spec.variants)} variants, {len(spec.claims)} claims)")
+        except SpecError as error:
+            problems += error.problems
+    if problems:
+        raise SpecError(problems)
+    print("\n".join(lines))
     return EXIT_OK
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.measure import device_name, time_model, timing_dict
+    from harness.measure import device_name, store_timing, time_model, timing_dict
     from harness.models import build_model
     from harness.table import budget_cell, size_columns
 
@@ -168,6 +238,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             if not args.no_latency and key not in timings:
                 print(f"timing {spec.name}/{name} on {device_name(device)} ...", file=sys.stderr)
                 timings[key] = time_model(build_model(model_cfg), device, rounds_b1=args.rounds)
+                store_timing(model_cfg, device, timings[key])
             row.update(timing_dict(timings.get(key), device.type))
         row["latency_ms_b1"] = row["cpu_latency_ms_b1"]
         out.append(row)
@@ -261,24 +332,176 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         track_test=args.track_test,
         teacher_checkpoint=args.teacher_checkpoint,
+        protocol=args.protocol,
+        robustness=args.robustness,
     )
     try:
         record = run(spec, variant, options, args.results, ConsoleEvents(args.quiet))
-    except (RunError, DataError, BudgetError, CheckpointError) as error:
+    except (RunError, DataError, BudgetError, CheckpointError, SpecError) as error:
+        if isinstance(error, SpecError):
+            raise
         raise UsageError(str(error)) from None
     return EXIT_OK if record["status"] == "complete" else EXIT_FAILURE
 
 
-def cmd_table(args: argparse.Namespace) -> int:
+def _leaderboard(
+    args: argparse.Namespace, latency: bool
+) -> tuple[list[Spec], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Specs, records and leaderboard rows for table, plot and compare."""
     from harness.record import load_records
-    from harness.table import render, rows
+    from harness.spec import load_protocol
+    from harness.table import rows
 
     specs = _load(args.specs or _default_specs())
+    common_path = args.common or Path(DEFAULT_SPECS) / "common.toml"
+    common = load_protocol(common_path) if args.common or common_path.exists() else None
     records, problems = load_records(args.results)
     for problem in problems:
         print(f"harness: warning: {problem}", file=sys.stderr)
-    print(render(rows(specs, records), args.format))
+    return specs, records, rows(specs, records, common, latency=latency)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from harness.table import render
+
+    _, _, table = _leaderboard(args, latency=not args.no_latency)
+    print(render(table, args.format))
     return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from harness.audit import audit
+    from harness.measure import size_of
+
+    for spec in _load(args.specs):
+        names = [spec.variant(args.variant).name] if args.variant else list(spec.variants)
+        for name in names:
+            variant = spec.variants[name]
+            print(f"## {spec.name} / {name}  ({spec.report.title}, {spec.report.year})")
+            print(f"   {variant.description}")
+            findings = audit(spec, name)
+            if not findings:
+                print("   no flags")
+            for finding in findings:
+                print(f"   [{finding.flag.code}] {finding.flag.name}: {finding.flag.meaning}")
+                print(f"       {finding.detail}")
+            params = size_of(variant.recipe.model).params
+            for claim in spec.claims_for(name):
+                status = ""
+                if claim.metric == "params":
+                    status = f" -> measured {params:,}: {claim.agreement(params) or 'does NOT reproduce'}"
+                where = "; ".join(claim.stated_in)
+                print(f"   claim {claim.id}: {claim.text} ({where}; {claim.split}; {claim.selection}){status}")
+            for kind in ("code-differs", "unstated", "inferred", "harness"):
+                for d in (d for d in variant.deviations if d.kind == kind):
+                    print(f"   deviation [{kind}] {d.key}: {d.note}")
+            print()
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from harness.checkpoint import CheckpointError
+    from harness.data import DataError
+    from harness.evaluate import evaluate_checkpoint
+    from harness.train import RunError
+
+    try:
+        result = evaluate_checkpoint(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions)
+    except (CheckpointError, DataError, RunError) as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    print(f"{args.checkpoint}: {result['test_images']:,} test images of {result['data_source']}")
+    print(f"clean accuracy: {result['test_acc']:.2f}%")
+    robust = result.get("robustness")
+    if robust:
+        body = [
+            [name, *(f"{acc:.2f}" for acc in by_severity.values())]
+            for name, by_severity in robust["per_corruption"].items()
+        ]
+        print(tabulate(body, headers=["corruption", "severity 1", "severity 2", "severity 3"], tablefmt="github"))
+        print(f"mean corrupted accuracy: {robust['mean']:.2f}%")
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from harness.plot import learning_curves, pareto_plots
+
+    _, records, table = _leaderboard(args, latency=not args.no_latency)
+    written = pareto_plots(table, args.out) + learning_curves(records, args.out)
+    for path in written:
+        print(path)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.spec import load_protocol, with_protocol
+    from harness.stats import welch
+    from harness.table import evidence
+
+    specs, records, _ = _leaderboard(args, latency=False)
+    by_name = {spec.name: spec for spec in specs}
+    protocol = None
+    if args.protocol == "common":
+        protocol = load_protocol(args.common or Path(DEFAULT_SPECS) / "common.toml")
+    sides = []
+    for label in (args.a, args.b):
+        report, _, variant = label.partition("/")
+        if report not in by_name or not variant:
+            raise UsageError(f"{label!r}: expected REPORT/VARIANT with REPORT one of {', '.join(by_name)}")
+        spec = by_name[report]
+        target = with_protocol(spec, spec.variant(variant), protocol)
+        runs = evidence(
+            [r for r in records if r["spec_hash"] == target.spec_hash and r.get("protocol", "own") == args.protocol]
+        )
+        if len(runs) < 3:
+            raise UsageError(
+                f"{label}: {len(runs)} finished seed(s) of one budget in {args.results}; "
+                "Welch's test needs at least 3 for each side"
+            )
+        sides.append((label, runs))
+    (label_a, runs_a), (label_b, runs_b) = sides
+    budget_a, budget_b = _comparable_budget(runs_a[0]), _comparable_budget(runs_b[0])
+    if budget_a != budget_b:
+        raise UsageError(
+            f"{label_a} ran at {budget_a} but {label_b} at {budget_b}: compare runs of one budget and data"
+        )
+    result = welch([r["test_acc"] for r in runs_a], [r["test_acc"] for r in runs_b])
+    out = {
+        "a": label_a,
+        "b": label_b,
+        "profile": budget_a[0],
+        "data_source": budget_a[-1],
+        "n_a": result.a.n,
+        "mean_a": result.a.mean,
+        "std_a": result.a.std,
+        "n_b": result.b.n,
+        "mean_b": result.b.mean,
+        "std_b": result.b.std,
+        "difference": result.difference,
+        "ci95": list(result.ci95),
+        "t": result.t,
+        "dof": result.dof,
+        "p_value": result.p_value,
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    print(f"{label_a}: {result.a.mean:.2f} ± {result.a.std:.2f} % (n={result.a.n})")
+    print(f"{label_b}: {result.b.mean:.2f} ± {result.b.std:.2f} % (n={result.b.n})")
+    print(
+        f"difference {result.difference:+.2f} points, 95% CI [{result.ci95[0]:+.2f}, {result.ci95[1]:+.2f}]; "
+        f"Welch's t = {result.t:.3f}, dof = {result.dof:.1f}, p = {result.p_value:.4g}"
+    )
+    print(f"({budget_a[0]} budget, {budget_a[-1]})")
+    return EXIT_OK
+
+
+def _comparable_budget(run: dict[str, Any]) -> tuple[Any, ...]:
+    """Full runs follow each recipe's own epochs; shorter budgets compare only when identical."""
+    size = () if run["profile"] == "full" else (run["budget"]["epochs"], run["budget"].get("train_images"))
+    return (run["profile"], *size, run["data_source"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The leaderboard: one row per report and variant, claims beside what the harness measured."""
+"""The leaderboard: one row per report and variant, every claim beside what the harness measured."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import statistics
 from collections import defaultdict
 from typing import Any, Literal
 
+import torch
 from tabulate import tabulate
 
-from harness.measure import size_of
-from harness.spec import Claim, Spec
+from harness.audit import audit, legend
+from harness.measure import cached_timing, size_of
+from harness.spec import Claim, Protocol, Spec, with_protocol
+from harness.stats import judge, summarize
 
 Format = Literal["markdown", "csv", "json"]
+PROFILE_RANK = {"full": 0, "short": 1, "smoke": 2}
 
 
 def headline(spec: Spec, variant: str) -> Claim | None:
-    """The claim the report leads with for this variant (the first accuracy claim if none is marked)."""
+    """The accuracy the report leads with for this variant (the first accuracy claim if none is marked)."""
     claims = [c for c in spec.claims_for(variant) if c.metric == "accuracy"]
     return next((c for c in claims if c.headline), claims[0] if claims else None)
 
@@ -31,6 +35,25 @@ def params_claim(spec: Spec, variant: str) -> Claim | None:
 
 def describe(claim: Claim) -> str:
     return f"{claim.text} ({'; '.join(claim.stated_in)}; {claim.split}; {claim.selection})"
+
+
+def claim_dict(claim: Claim) -> dict[str, Any]:
+    return {
+        "id": claim.id,
+        "metric": claim.metric,
+        "value": claim.value,
+        "text": claim.text,
+        "stated_in": list(claim.stated_in),
+        "split": claim.split,
+        "selection": claim.selection,
+        "runs_compared_on_test": claim.runs_compared_on_test,
+        "headline": claim.headline,
+    }
+
+
+def budget_cell(row: dict[str, Any]) -> str:
+    """yes / NO, or 'no (teacher)' / 'no (reference)' for entries not held to the budget."""
+    return "yes" if row["within_budget"] else ("NO" if row["role"] == "model" else f"no ({row['role']})")
 
 
 def size_columns(spec: Spec, variant: str) -> dict[str, Any]:
@@ -51,13 +74,11 @@ def size_columns(spec: Spec, variant: str) -> dict[str, Any]:
     }
 
 
-PROFILE_RANK = {"full": 0, "short": 1, "smoke": 2}
-
-
 def evidence(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The strongest comparable set of finished runs: full budget on official data first, then the rest.
 
-    Runs are only pooled when they share profile, epochs and data, so a mean never mixes budgets.
+    Runs are only pooled when they share profile, epochs, training images and data, so a mean never
+    mixes budgets.
     """
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -76,96 +97,136 @@ def evidence(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return min(groups.items(), key=strength)[1]
 
 
-def verdict(runs: list[dict[str, Any]]) -> str:
-    """What the results can say about the claim (refined by the statistics of the leaderboard)."""
+def verdict(runs: list[dict[str, Any]], claim: Claim | None) -> str:
+    """reproduced / below claim / above claim, or why the results cannot say (see stats.judge)."""
     if not runs:
         return "not run"
     if not all(r.get("is_reproduction") for r in runs):
         return "not run at full budget"
-    return "run at full budget"
+    if claim is None or claim.split != "cifar10-test":
+        return "no test-set claim"
+    summary = summarize([r["test_acc"] for r in runs])
+    assert summary is not None
+    return judge(summary, claim.value, claim.step)
 
 
-def rows(specs: list[Spec], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def rows(
+    specs: list[Spec],
+    records: list[dict[str, Any]],
+    common: Protocol | None = None,
+    latency: bool = True,
+) -> list[dict[str, Any]]:
     """Leaderboard rows: every variant of every spec, with the results recorded for its current recipe."""
-    by_entry: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_entry: dict[tuple[str, str], int] = defaultdict(int)
     for record in records:
-        by_entry[(record["report"], record["variant"])].append(record)
+        by_hash[record["spec_hash"]].append(record)
+        if record.get("protocol", "own") == "own":
+            by_entry[(record["report"], record["variant"])] += 1
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     out = []
     for spec in specs:
         for name, variant in spec.variants.items():
             claim = headline(spec, name)
-            current = [r for r in by_entry.get((spec.name, name), []) if r.get("spec_hash") == variant.spec_hash]
+            current = [r for r in by_hash.get(variant.spec_hash, []) if r.get("protocol", "own") == "own"]
             runs = evidence(current)
-            accs = [r["test_acc"] for r in runs]
+            summary = summarize([r["test_acc"] for r in runs])
+            common_runs = []
+            if common is not None:
+                common_runs = evidence(by_hash.get(with_protocol(spec, variant, common).spec_hash, []))
+            common_summary = summarize([r["test_acc"] for r in common_runs])
+            flags = audit(spec, name)
+            timings = {d.type: cached_timing(variant.recipe.model, d) if latency else None for d in devices}
+            rule_values = [r["report_rule"]["value"] for r in runs if r.get("report_rule")]
+            robust = [r["robustness"]["mean"] for r in runs if r.get("robustness")]
             out.append(
                 {
                     "report": spec.name,
                     "report_id": spec.report.id,
                     "variant": name,
+                    "claims": [claim_dict(c) for c in spec.claims_for(name)],
                     "claim": describe(claim) if claim else None,
                     "claim_value": claim.value if claim else None,
-                    "claims": [c.id for c in spec.claims_for(name)],
                     **size_columns(spec, name),
-                    "n_seeds": len(accs),
-                    "test_acc_mean": statistics.fmean(accs) if accs else None,
-                    "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
-                    "verdict": verdict(runs),
+                    "cpu_latency_ms_b1": timings["cpu"].latency_ms_b1 if timings.get("cpu") else None,
+                    "cuda_latency_ms_b1": timings["cuda"].latency_ms_b1 if timings.get("cuda") else None,
+                    "n_seeds": summary.n if summary else 0,
+                    "test_acc_mean": summary.mean if summary else None,
+                    "test_acc_std": summary.std if summary else None,
+                    "ci95": list(summary.ci95) if summary and summary.ci95 else None,
+                    "delta": summary.mean - claim.value if summary and claim else None,
+                    "verdict": verdict(runs, claim),
+                    "report_rule_acc_mean": _mean(rule_values),
+                    "corrupted_acc_mean": _mean(robust),
+                    "device_hours_mean": _mean([r["device_hours"] for r in runs if r.get("device_hours") is not None]),
+                    "train_device": runs[0]["device"]["name"] if runs and runs[0].get("device") else None,
                     "profile": runs[0]["profile"] if runs else None,
                     "epochs": runs[0]["budget"]["epochs"] if runs else None,
                     "data_source": runs[0].get("data_source") if runs else None,
+                    "common_n_seeds": common_summary.n if common_summary else 0,
+                    "common_test_acc_mean": common_summary.mean if common_summary else None,
+                    "common_test_acc_std": common_summary.std if common_summary else None,
+                    "common_profile": common_runs[0]["profile"] if common_runs else None,
+                    "flags": [f.flag.name for f in flags],
+                    "flag_codes": "".join(f.flag.code for f in flags),
                     "n_diverged": sum(r.get("status") == "diverged" for r in current),
-                    "n_stale": len(by_entry.get((spec.name, name), [])) - len(current),
+                    "n_stale": by_entry.get((spec.name, name), 0) - len(current),
                 }
             )
     return out
 
 
-MARKDOWN_COLUMNS = {
-    "report": "report",
-    "variant": "variant",
-    "claim": "headline claim (where; split; selection)",
-    "params": "params",
-    "claimed_params_text": "claimed params",
-    "params_agreement": "params match",
-    "macs": "MACs (M)",
-    "within_budget": "<= 5M",
-    "n_seeds": "n",
-    "test_acc": "test acc (%)",
-    "verdict": "verdict",
-    "profile": "profile",
-    "data_source": "data",
+def _acc(mean: float | None, std: float | None, n: int) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "") + f" (n={n})"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+MARKDOWN = {
+    "report": ("report", lambda r: r["report"]),
+    "variant": ("variant", lambda r: r["variant"]),
+    "claim": (
+        "headline claim (where; split; selection)",
+        lambda r: (r["claim"] or "") + (f" +{len(r['claims']) - 1} more" if len(r["claims"]) > 1 else ""),
+    ),
+    "test_acc": ("test acc % (mean ± std, n)", lambda r: _acc(r["test_acc_mean"], r["test_acc_std"], r["n_seeds"])),
+    "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
+    "delta": ("Δ claim", lambda r: _num(r["delta"], "+.2f")),
+    "verdict": ("verdict", lambda r: r["verdict"]),
+    "params": ("params", lambda r: f"{r['params']:,}"),
+    "params_match": (
+        "params claim",
+        lambda r: (
+            "-" if r["claimed_params"] is None else f"{r['claimed_params_text']}: {r['params_agreement'] or 'NO'}"
+        ),
+    ),
+    "macs": ("MACs (M)", lambda r: f"{r['macs'] / 1e6:.1f}"),
+    "budget": ("<= 5M", budget_cell),
+    "cpu": ("CPU b1 (ms)", lambda r: _num(r["cpu_latency_ms_b1"], ".2f")),
+    "gpu": ("GPU b1 (ms)", lambda r: _num(r["cuda_latency_ms_b1"], ".2f")),
+    "corrupted": ("corrupted acc %", lambda r: _num(r["corrupted_acc_mean"], ".2f")),
+    "rule": ("report-rule acc %", lambda r: _num(r["report_rule_acc_mean"], ".2f")),
+    "cost": ("device-h/run", lambda r: _num(r["device_hours_mean"], ".3g")),
+    "common": (
+        "common recipe acc %",
+        lambda r: _acc(r["common_test_acc_mean"], r["common_test_acc_std"], r["common_n_seeds"]),
+    ),
+    "flags": ("flags", lambda r: r["flag_codes"]),
+    "profile": ("profile", lambda r: f"{r['profile']} ({r['epochs']} ep)" if r["profile"] else ""),
+    "data": ("data", lambda r: r["data_source"] or ""),
 }
 
 
-def budget_cell(row: dict[str, Any]) -> str:
-    """yes / NO, or 'no (teacher)' / 'no (reference)' for entries not held to the budget."""
-    return "yes" if row["within_budget"] else ("NO" if row["role"] == "model" else f"no ({row['role']})")
-
-
-def _markdown_cell(row: dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    if key == "macs":
-        return f"{value / 1e6:.1f}"
-    if key in ("params",):
-        return f"{value:,}"
-    if key == "params_agreement":
-        return "-" if row["claimed_params"] is None else (value or "NO")
-    if key == "within_budget":
-        return budget_cell(row)
-    if key == "test_acc":
-        mean, std = row["test_acc_mean"], row["test_acc_std"]
-        if mean is None:
-            return ""
-        return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
-    if key == "n_seeds":
-        return str(value) if value else ""
-    if key == "profile" and value:
-        return f"{value} ({row['epochs']} ep)"
-    return "" if value is None else str(value)
-
-
 def render(table: list[dict[str, Any]], fmt: Format) -> str:
-    """The rows as a markdown table (to paste into a paper), CSV, or JSON."""
+    """The rows as a markdown table (to paste into a paper) with its flag legend, CSV, or JSON."""
     if fmt == "json":
         return json.dumps(table, indent=2)
     if fmt == "csv":
@@ -173,7 +234,16 @@ def render(table: list[dict[str, Any]], fmt: Format) -> str:
         writer = csv.DictWriter(buffer, fieldnames=list(table[0]) if table else ["report", "variant"])
         writer.writeheader()
         for row in table:
-            writer.writerow({k: (";".join(v) if isinstance(v, list) else v) for k, v in row.items()})
+            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
         return buffer.getvalue()
-    body = [[_markdown_cell(row, key) for key in MARKDOWN_COLUMNS] for row in table]
-    return tabulate(body, headers=list(MARKDOWN_COLUMNS.values()), tablefmt="github", disable_numparse=True)
+    body = [[cell(row) for _, cell in MARKDOWN.values()] for row in table]
+    text = tabulate(body, headers=[h for h, _ in MARKDOWN.values()], tablefmt="github", disable_numparse=True)
+    return f"{text}\n\nFlags: {legend()}."
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        if value and isinstance(value[0], dict):  # claims
+            return "; ".join(f"{c['text']} ({'/'.join(c['stated_in'])}; {c['split']}; {c['selection']})" for c in value)
+        return ";".join(str(v) for v in value)
+    return value

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
+# The tests never touch the user's cache (decoded data, timings): one private folder per session.
+os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
+
 REPO = Path(__file__).resolve().parents[1]
 SPECS_DIR = REPO / "reproductions"
-SPEC_FILES = sorted(SPECS_DIR.glob("*.toml"))
+COMMON = SPECS_DIR / "common.toml"
+SPEC_FILES = sorted(p for p in SPECS_DIR.glob("*.toml") if p != COMMON)
 
 
 @pytest.fixture
@@ -27,12 +33,9 @@ JPEG_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
 @pytest.fixture(scope="session")
-def jpeg_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def jpeg_archive() -> Path:
     """The real-image CIFAR-10 copy beside the project, decoded once per session into a private cache."""
     assert JPEG_ARCHIVE.exists(), f"the tests need {JPEG_ARCHIVE} (see ../shared/README.md)"
-    import os
-
-    os.environ["HARNESS_CACHE"] = str(tmp_path_factory.mktemp("harness-cache"))
     from harness.data import load_cifar10
 
     load_cifar10(JPEG_ARCHIVE)  # decode now, so that tests time their own work only

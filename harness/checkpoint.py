@@ -7,11 +7,13 @@ the newest is truncated or corrupt. Files are read with `weights_only=True`: a c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,74 @@ def load_latest(directory: Path) -> tuple[dict[str, Any], list[str]]:
             rejected.append(str(error))
     found = "; ".join(rejected) if rejected else "none found"
     raise CheckpointError(f"{directory}: no usable checkpoint to resume from ({found})")
+
+
+class LockError(CheckpointError):
+    """Another live process is running the same run."""
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path, root: Path) -> Iterator[None]:
+    """Hold `directory/run.lock` (with this process's pid) while a run writes there.
+
+    A second process on the same run stops with LockError instead of interleaving its checkpoints and
+    record with ours; a lock left by a dead process is taken over. Empty folders are removed on exit,
+    up to (not including) `root`, so a run that fails before writing anything leaves nothing behind.
+    """
+    root_existed = root.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / "run.lock"
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                raise LockError(f"{directory}: this run is already in progress (process {owner})") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        break
+    else:
+        raise LockError(f"{directory}: could not take the run lock")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        _remove_empty(directory, root)
+        if not root_existed:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only if empty: a results folder this failed run created
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_empty(directory: Path, root: Path) -> None:
+    """Remove `directory` and its parents below `root` while they are empty."""
+    root = root.resolve()
+    current = directory.resolve()
+    while current != root and current.is_relative_to(root):
+        try:
+            current.rmdir()
+        except OSError:
+            return
+        current = current.parent
 
 
 def has_checkpoint(directory: Path) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from tabulate import tabulate
 
-from harness.spec import Spec, SpecError, load_specs
+from harness.spec import Spec, SpecError, load_spec, load_specs
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_SPECS = "reproductions"
@@ -318,7 +318,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.data import DataError
     from harness.train import RunError, RunOptions, run
 
-    (spec,) = _load([args.spec])
+    spec = load_spec(args.spec)  # a protocol file here is an error, not skipped as in globs
     variant = spec.variant(args.variant).name
     options = RunOptions(
         seed=args.seed,

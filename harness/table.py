@@ -200,7 +200,7 @@ MARKDOWN = {
     "test_acc": ("test acc % (mean ± std, n)", lambda r: _acc(r["test_acc_mean"], r["test_acc_std"], r["n_seeds"])),
     "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
     "delta": ("Δ claim", lambda r: _num(r["delta"], "+.2f")),
-    "verdict": ("verdict", lambda r: r["verdict"]),
+    "verdict": ("verdict", lambda r: r["verdict"] + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else "")),
     "params": ("params", lambda r: f"{r['params']:,}"),
     "params_match": (
         "params claim",

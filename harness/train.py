@@ -292,12 +292,32 @@ def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, event
             f"{spec.name}/{variant.name} seed {options.seed} ({options.profile}) is already complete: {record_path}"
         )
         return done
-    if checkpoint.has_checkpoint(ckpt_dir) and not options.resume:
-        raise RunError(
-            f"{ckpt_dir} holds a checkpoint of this run: pass --resume to continue it, "
-            "or delete that folder to start again"
-        )
-    device = resolve_device(options.device)
+    device = resolve_device(options.device)  # checked before anything is written
+    if options.teacher_checkpoint is not None and not Path(options.teacher_checkpoint).is_file():
+        raise RunError(f"teacher checkpoint {options.teacher_checkpoint}: no such checkpoint file")
+    with checkpoint.run_lock(ckpt_dir, results):
+        if checkpoint.has_checkpoint(ckpt_dir) and not options.resume:
+            raise RunError(
+                f"{ckpt_dir} holds a checkpoint of this run: pass --resume to continue it, "
+                "or delete that folder to start again"
+            )
+        return _execute(spec, variant, recipe, budget, data, key, options, results, events, device)
+
+
+def _execute(
+    spec: Spec,
+    variant: Variant,
+    recipe: Recipe,
+    budget: Budget,
+    data: Cifar10,
+    key: RunKey,
+    options: RunOptions,
+    results: Path,
+    events: Events,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The run proper, under its lock: set up, resume, the epoch loop, the final test and the record."""
+    record_path, ckpt_dir = key.record_path(results), key.checkpoint_dir(results)
     if options.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -101,8 +101,37 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="score the test set under 5 corruptions x 3 severities (default: only at the full budget)",
     )
+    run.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast on CUDA, fp32 elsewhere; bf16 also works on CPUs with AVX-512 BF16",
+    )
+    run.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="memory layout (auto: channels_last on CUDA and CPU, unless the spec forbids it)",
+    )
+    run.add_argument(
+        "--augment",
+        choices=("auto", "batched", "torchvision"),
+        default="auto",
+        help="batched on the device, or torchvision's per-sample pipeline (auto: the spec's choice)",
+    )
+    run.add_argument("--compile", action="store_true", help="torch.compile the model (recorded as a deviation)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    speed = commands.add_parser("speed", help="training throughput against the bare model and a naive loop")
+    speed.add_argument("spec", type=Path, metavar="SPEC")
+    speed.add_argument("--variant", help="the variant to time (default: the spec's default_variant)")
+    speed.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    speed.add_argument("--steps", type=_positive_int, default=4, help="timed training steps per loop (default 4)")
+    speed.add_argument("--data", help="local CIFAR-10 to draw images from (default: $HARNESS_DATA, else random images)")
+    speed.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    speed.add_argument("--json", action="store_true")
+    speed.set_defaults(func=cmd_speed)
 
     table = commands.add_parser("table", help="the leaderboard of claims against measurements and results")
     _add_results_options(table)
@@ -334,6 +363,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         teacher_checkpoint=args.teacher_checkpoint,
         protocol=args.protocol,
         robustness=args.robustness,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        augment=args.augment,
+        compile=args.compile,
     )
     try:
         record = run(spec, variant, options, args.results, ConsoleEvents(args.quiet))
@@ -342,6 +375,61 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(error)) from None
     return EXIT_OK if record["status"] == "complete" else EXIT_FAILURE
+
+
+SPEED_IMAGES = 8192  # enough distinct images for every timed loop; the naive path keeps them as PIL
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    import os
+
+    import numpy as np
+
+    from harness.data import DataError, load_cifar10
+    from harness.speed import measure_speed
+    from harness.train import RunError, resolve_device
+
+    spec = load_spec(args.spec)
+    variant = spec.variant(args.variant).name
+    try:
+        device = resolve_device(args.device)
+        if args.data or os.environ.get("HARNESS_DATA"):
+            data = load_cifar10(args.data)
+            images, labels, label = data.train_x[:SPEED_IMAGES], data.train_y[:SPEED_IMAGES], data.label
+        else:
+            rng = np.random.default_rng(0)
+            images = rng.integers(0, 256, (SPEED_IMAGES, 32, 32, 3), dtype=np.uint8)
+            labels, label = rng.integers(0, 10, SPEED_IMAGES), "random images"
+    except (RunError, DataError) as error:
+        raise UsageError(str(error)) from None
+    print(
+        f"timing {spec.name}/{variant} ({args.precision}) on {device.type}: five loops of {args.steps} steps ...",
+        file=sys.stderr,
+    )
+    result = measure_speed(spec, variant, images, labels, label, device, args.precision, args.steps)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    rows = [
+        ["(a) bare model step, resident tensors", f"{result['bare_img_s']:.1f}"],
+        ["(b) harness training loop", f"{result['harness_img_s']:.1f}"],
+        ["(c) naive loop (PIL DataLoader, 2 workers, NCHW fp32)", f"{result['naive_img_s']:.1f}"],
+        ["(d) harness augmentation alone", f"{result['data_harness_img_s']:.0f}"],
+        ["(e) naive DataLoader alone", f"{result['data_naive_img_s']:.0f}"],
+    ]
+    print(tabulate(rows, headers=["loop", "images/s"], tablefmt="github", disable_numparse=True))
+    est = result["estimate"]
+    print(
+        f"harness/bare {result['harness_over_bare']:.3f}, harness/naive {result['harness_over_naive']:.2f}, "
+        f"data/naive {result['data_over_naive']:.1f}; MFU {result['mfu']:.2f} "
+        f"({result['achieved_flops'] / 1e9:.0f} GFLOP/s of a {result['matmul_peak_flops'] / 1e9:.0f} GFLOP/s "
+        f"{result['matmul_dtype']} matmul)"
+    )
+    print(
+        f"full recipe ({est['epochs']} epochs x {est['train_images']:,} images): about {est['hours_here']:.1f} h "
+        f"here, {est['hours_h100']:.2f} h on an H100 (bf16, assuming {est['h100_assumed_mfu']:.0%} of its peak)"
+    )
+    return EXIT_OK
 
 
 def _leaderboard(

@@ -20,6 +20,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -195,6 +196,38 @@ def _timing_key(model_cfg: Section, device: torch.device) -> str:
     text = json.dumps(model_cfg.model_dump(mode="json"), sort_keys=True)
     ident = f"{text}|{device_name(device)}|{torch.get_num_threads()}|{torch.__version__}"
     return hashlib.sha256(ident.encode()).hexdigest()[:20]
+
+
+H100_BF16_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM
+H100_ASSUMED_MFU = 0.25  # small 32x32 CNNs in plain PyTorch keep an H100 partly busy: an assumption, stated
+
+
+def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, precision: Any, device: torch.device) -> float:
+    """FLOPs of one training step (student forward and backward, teacher forward) per image."""
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    with FlopCounterMode(display=False) as counter:
+        with precision.context(device):
+            loss = nn.functional.cross_entropy(model(x).float(), y)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher(x)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
+def full_recipe_estimate(recipe: Any, flops_per_image: float, images_per_s: float) -> dict[str, float]:
+    """Hours for the spec's full recipe here (at the measured rate) and on an H100 (from its FLOPs)."""
+    train_images = 50_000 - recipe.data.val_size
+    total_images = recipe.train.epochs * train_images
+    return {
+        "epochs": recipe.train.epochs,
+        "train_images": train_images,
+        "hours_here": total_images / images_per_s / 3600,
+        "hours_h100": total_images * flops_per_image / (H100_BF16_FLOPS * H100_ASSUMED_MFU) / 3600,
+        "h100_assumed_mfu": H100_ASSUMED_MFU,
+    }
 
 
 def device_name(device: torch.device) -> str:

@@ -155,6 +155,11 @@ class Augment(Section):
     """`[augment]`: the per-sample training ops, in order; normalisation follows them."""
 
     train: tuple[OpSection, ...] = ()  # type: ignore[valid-type]
+    pipeline: Literal["auto", "batched", "torchvision"] = Field(
+        "auto",
+        description="batched on the device (the default when every op has a batched form), or "
+        "torchvision's exact per-sample pipeline",
+    )
 
 
 class Lookahead(Section):
@@ -511,7 +516,7 @@ def _link_teachers(spec: Spec, stack: tuple[Path, ...], declared: set[str]) -> t
     linked: dict[str, Variant] = {}
     for name, variant in spec.variants.items():
         distill = variant.recipe.train.distill
-        own_hash = content_hash(variant.recipe.model_dump(mode="json"))
+        own_hash = recipe_hash(variant.recipe)
         if distill is None:
             linked[name] = _replace(variant, spec_hash=own_hash)
             continue
@@ -570,7 +575,7 @@ def _link_teachers(spec: Spec, stack: tuple[Path, ...], declared: set[str]) -> t
                 )
             )
             continue
-        teacher_hash = content_hash(teacher.recipe.model_dump(mode="json"))
+        teacher_hash = recipe_hash(teacher.recipe)
         linked[name] = _replace(
             variant, spec_hash=content_hash([own_hash, teacher_hash]), teacher=(teacher_path, teacher.name)
         )
@@ -591,6 +596,12 @@ def _link_teachers(spec: Spec, stack: tuple[Path, ...], declared: set[str]) -> t
 
 def _replace(variant: Variant, **changes: Any) -> Variant:
     return Variant(**{**variant.__dict__, **changes})
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """The identity of a recipe: its values, with defaults left out so that adding an optional key to
+    the format later does not change the hash of any existing recipe."""
+    return content_hash(recipe.model_dump(mode="json", exclude_defaults=True))
 
 
 def content_hash(data: Any) -> str:
@@ -866,5 +877,5 @@ def with_protocol(spec: Spec, variant: Variant, protocol: Protocol | None) -> Va
         deviations=(Deviation(kind="harness", key="train", note=note),),
         recipe=recipe,
         role=spec.role(variant.name),
-        spec_hash=content_hash([f"protocol:{protocol.name}", recipe.model_dump(mode="json")]),
+        spec_hash=content_hash([f"protocol:{protocol.name}", recipe.model_dump(mode="json", exclude_defaults=True)]),
     )

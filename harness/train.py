@@ -26,17 +26,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from harness import checkpoint
+from harness import checkpoint, fastaug
 from harness.augment import torchvision_pipeline
 from harness.budget import Budget, Profile, compress, make_budget
 from harness.data import AugmentedImages, Cifar10, load_cifar10, normalize, split_indices
 from harness.losses import Mixed, mix_batch, mixing_this_epoch, training_loss, unmixed
-from harness.measure import device_name, size_of
-from harness.models import build_model
+from harness.measure import device_name, full_recipe_estimate, size_of, step_flops
+from harness.models import build_model, fold_batchnorm
 from harness.record import SCHEMA, RunKey, find_record, git_state, versions
 from harness.robustness import corrupted_accuracy
 from harness.spec import Recipe, Spec, Variant, content_hash, resolve_protocol, with_protocol
 
+READBACK_CUDA = 10  # steps between loss read-backs on CUDA
 PROBE_STEPS = 2  # timed training steps (after one warm-up) for the estimate
 PROBE_BATCH = 32  # images per probe step: enough for a stable rate, cheap even for the teacher
 
@@ -59,6 +60,10 @@ class RunOptions:
     track_test: bool = False
     teacher_checkpoint: str | None = None
     protocol: str = "own"  # own, a protocol name beside the spec (common), or a protocol file
+    precision: str = "auto"  # auto | fp32 | bf16
+    channels_last: str = "auto"  # auto | on | off
+    augment: str = "auto"  # auto (the spec's choice) | batched | torchvision
+    compile: bool = False
     robustness: bool | None = None  # corrupted-test accuracy; None: only for full budgets
 
 
@@ -98,12 +103,121 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_epoch(seed: int, epoch: int) -> tuple[np.random.Generator, torch.Generator]:
-    """Reseed every source of randomness from (seed, epoch); returns the mixing RNGs of this epoch."""
+def seed_epoch(
+    seed: int, epoch: int, device: torch.device
+) -> tuple[np.random.Generator, torch.Generator, torch.Generator]:
+    """Reseed every source of randomness from (seed, epoch).
+
+    Returns the epoch's NumPy RNG (mixing coins and lambdas), a CPU generator (data order, mixing
+    permutations) and a generator on the training device (the batched augmentations).
+    """
     state = int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] % (2**63))
     random.seed(state)
     torch.manual_seed(state)
-    return np.random.default_rng([seed, epoch, 1]), torch.Generator().manual_seed(state)
+    aug_gen = torch.Generator(device=device).manual_seed(state ^ 0x5DEECE66D)
+    return np.random.default_rng([seed, epoch, 1]), torch.Generator().manual_seed(state), aug_gen
+
+
+class TrainSource:
+    """Training batches: the fast path (uint8 images resident on the device, batched augmentation) or
+    the exact per-sample torchvision pipeline through a DataLoader, as the spec or --augment asks."""
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, recipe: Recipe, choice: str, device: torch.device, workers: int
+    ) -> None:
+        wanted = recipe.augment.pipeline if choice == "auto" else choice
+        if wanted == "auto":
+            wanted = "batched" if fastaug.supported(recipe.augment.train) else "torchvision"
+        self.kind, self.device, self.workers = wanted, device, workers
+        self.recipe = recipe
+        if wanted == "batched":
+            self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+            self.labels = torch.from_numpy(labels).to(device)
+            self.pipeline = fastaug.BatchPipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
+            self.description = (
+                f"augmentation: batched on {device.type} (harness.fastaug), same distributions as torchvision"
+            )
+        else:
+            transform = torchvision_pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
+            self.dataset = AugmentedImages(images, labels, transform)
+            self.description = "augmentation: per-sample torchvision pipeline"
+
+    def __len__(self) -> int:
+        return len(self.images) if self.kind == "batched" else len(self.dataset)
+
+    def batches(
+        self, batch_size: int, gen: torch.Generator, aug_gen: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch in a random order (all images, the last batch possibly short, as DataLoader)."""
+        if self.kind == "batched":
+            order = torch.randperm(len(self.images), generator=gen).to(self.device, non_blocking=True)
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                yield self.pipeline(self.images[index], aug_gen), self.labels[index]
+            return
+        loader = DataLoader(
+            self.dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=gen,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def augment(
+        self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Images through the training transform in a fixed order, seeded (002's augmented validation)."""
+        if self.kind == "batched":
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+            for start in range(0, len(images), batch_size):
+                x = (
+                    torch.from_numpy(images[start : start + batch_size])
+                    .permute(0, 3, 1, 2)
+                    .contiguous()
+                    .to(self.device)
+                )
+                yield self.pipeline(x, gen), torch.from_numpy(labels[start : start + batch_size]).to(self.device)
+            return
+        transform = torchvision_pipeline(self.recipe.augment.train, self.recipe.data.mean, self.recipe.data.std)
+        loader = DataLoader(AugmentedImages(images, labels, transform), batch_size=batch_size, num_workers=self.workers)
+        with _forked_rng(seed):
+            for x, y in loader:
+                yield x.to(self.device), y.to(self.device)
+
+
+def training_step(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    recipe: Recipe,
+    precision: Precision,
+    device: torch.device,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mixing: bool,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, Mixed]:
+    """One step of the recipe: mix, forward (and the teacher's), loss, backward, clip, step, schedule."""
+    if precision.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    batch = mix_batch(x, y, recipe.train.mix, rng, gen) if mixing else unmixed(x, y)
+    with precision.context(device):
+        logits = model(batch.inputs)
+        teacher_logits = None
+        if teacher is not None:
+            with torch.inference_mode():
+                teacher_logits = teacher(batch.inputs).float()
+            teacher_logits = teacher_logits.clone()  # an inference tensor cannot enter the autograd graph
+        loss = training_loss(logits.float(), batch, recipe.train.label_smoothing, recipe.train.distill, teacher_logits)
+    optimizer_step(model, optimizer, loss, recipe.train.grad_clip_value)
+    if recipe.train.schedule.step == "batch":
+        scheduler.step()
+    return loss.detach(), logits.detach(), batch
 
 
 @dataclass(frozen=True)
@@ -136,8 +250,8 @@ def phase_at(recipe: Recipe, epoch: int) -> tuple[str, bool]:
     return "main", True
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    optimizer = recipe.train.optimizer.build(model)
+def build_optimizer(model: nn.Module, recipe: Recipe, fused: bool = False) -> torch.optim.Optimizer:
+    optimizer = recipe.train.optimizer.build(model, fused)
     lookahead = recipe.train.lookahead
     if lookahead is not None:
         from timm.optim import Lookahead
@@ -167,17 +281,25 @@ class Precision:
         return torch.autocast(device_type=device.type, dtype=self.autocast)
 
 
-def choose_precision(recipe: Recipe, device: torch.device) -> tuple[Precision, list[str]]:
-    """bf16 autocast and channels_last on CUDA unless the spec forbids them; fp32 NCHW elsewhere."""
-    if device.type != "cuda":
-        return Precision(None, False), []
+def choose_precision(
+    recipe: Recipe, device: torch.device, requested: str = "auto", layout: str = "auto"
+) -> tuple[Precision, list[str]]:
+    """Autocast dtype and memory layout, and the deviations they are from the (fp32, NCHW) recipes.
+
+    precision auto: bf16 autocast on CUDA unless the spec forbids it, fp32 elsewhere; bf16 or fp32 force
+    it (bf16 on the CPU uses its AVX-512 BF16 / AMX units). Layout auto: channels_last on CUDA and on
+    the CPU, where oneDNN's convolutions run faster in it, unless the spec forbids it.
+    """
+    if requested == "auto":
+        autocast = torch.bfloat16 if device.type == "cuda" and recipe.train.allow_bf16 else None
+    else:
+        autocast = torch.bfloat16 if requested == "bf16" else None
+    channels_last = layout == "on" or (layout == "auto" and recipe.train.allow_channels_last and device.type != "mps")
     deviations = []
-    autocast = torch.bfloat16 if recipe.train.allow_bf16 else None
     if autocast is not None:
-        deviations.append("bf16 autocast on CUDA (the recipes trained in fp32)")
-    channels_last = recipe.train.allow_channels_last
+        deviations.append(f"precision: bf16 autocast on {device.type} (the recipes trained in fp32)")
     if channels_last:
-        deviations.append("channels_last memory format on CUDA")
+        deviations.append("memory format: channels_last")
     return Precision(autocast, channels_last), deviations
 
 
@@ -198,6 +320,7 @@ class Context:
     device: torch.device
     precision: Precision
     runtime_deviations: tuple[str, ...]
+    source_kind: str  # batched or torchvision
 
 
 @dataclass
@@ -251,19 +374,6 @@ def evaluate_arrays(
             logits = model(x)
         correct += (logits.argmax(1).cpu() == torch.from_numpy(labels[start : start + len(x)])).sum().item()
     return 100.0 * correct / max(1, len(images))
-
-
-@torch.no_grad()
-def evaluate_loader(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision) -> float:
-    """Accuracy over a loader (002's validation images, which pass through the training transform)."""
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        x = x.to(device)
-        with precision.context(device):
-            correct += (model(x).argmax(1).cpu() == y).sum().item()
-        total += len(y)
-    return 100.0 * correct / max(1, total)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,20 +433,26 @@ def _execute(
         torch.use_deterministic_algorithms(True, warn_only=True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    precision, runtime_deviations = choose_precision(recipe, device)
+    precision, runtime_deviations = choose_precision(recipe, device, options.precision, options.channels_last)
 
     teacher, teacher_info = _teacher(spec, variant, options, results, events, device, precision)
     splits = make_splits(data, recipe, budget)
-    transform = torchvision_pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
-    train_set = AugmentedImages(data.train_x[splits.train], data.train_y[splits.train], transform)
-    steps_per_epoch = math.ceil(len(train_set) / recipe.train.batch_size)
+    source = TrainSource(
+        data.train_x[splits.train], data.train_y[splits.train], recipe, options.augment, device, options.workers
+    )
+    runtime_deviations.append(source.description)
+    steps_per_epoch = math.ceil(len(splits.train) / recipe.train.batch_size)
 
     torch.manual_seed(options.seed)  # the initial weights depend on the seed alone
     model = build_model(recipe.model).to(device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, recipe)
+    optimizer = build_optimizer(model, recipe, fused=device.type == "cuda")
     scheduler = recipe.train.schedule.build(optimizer, recipe.train.epochs, steps_per_epoch)
+    step_fn = model
+    if options.compile:
+        step_fn = torch.compile(model)  # inductor's FX graph cache makes later compiles of one network cheap
+        runtime_deviations.append("torch.compile")
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
@@ -357,55 +473,39 @@ def _execute(
         events.message(f"resuming {spec.name}/{variant.name} after epoch {start_epoch} of {recipe.train.epochs}")
 
     events.message(_estimate(model, teacher, recipe, budget, splits, device, precision, options))
+    # The loss is read back to the host every step on the CPU (free) and every READBACK_CUDA steps on
+    # CUDA, so that the GPU never waits for the host; a NaN is caught at the next read-back.
+    readback = 1 if device.type != "cuda" else READBACK_CUDA
     started = time.perf_counter()
     status, diverged_at = "complete", None
     for epoch in range(start_epoch, recipe.train.epochs):
-        rng, gen = seed_epoch(options.seed, epoch)
+        rng, gen, aug_gen = seed_epoch(options.seed, epoch, device)
         phase, phase_mixes = phase_at(recipe, epoch)
-        mix = recipe.train.mix
-        mixing = mixing_this_epoch(mix, phase_mixes, rng)
-        loader = DataLoader(
-            train_set,
-            batch_size=recipe.train.batch_size,
-            shuffle=True,
-            generator=gen,
-            num_workers=options.workers,
-            pin_memory=device.type == "cuda",
-        )
+        mixing = mixing_this_epoch(recipe.train.mix, phase_mixes, rng)
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         epoch_start = time.perf_counter()
-        loss_sum = correct = seen = 0.0
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
         with events.progress(steps_per_epoch, f"epoch {epoch + 1}/{recipe.train.epochs} [{phase}]") as advance:
-            for step, (x, y) in enumerate(loader):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if precision.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                batch: Mixed = mix_batch(x, y, mix, rng, gen) if mixing else unmixed(x, y)
-                with precision.context(device):
-                    logits = model(batch.inputs)
-                    teacher_logits = None
-                    if teacher is not None:
-                        with torch.no_grad():
-                            teacher_logits = teacher(batch.inputs)
-                    loss = training_loss(
-                        logits.float(),
-                        batch,
-                        recipe.train.label_smoothing,
-                        recipe.train.distill,
-                        None if teacher_logits is None else teacher_logits.float(),
-                    )
-                optimizer_step(model, optimizer, loss, recipe.train.grad_clip_value)
-                if recipe.train.schedule.step == "batch":
-                    scheduler.step()
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    status, diverged_at = "diverged", {"epoch": epoch, "step": step, "loss": str(loss_value)}
-                    break
-                loss_sum += loss_value * len(y)
-                correct += (logits.argmax(1) == batch.targets_a).sum().item()
+            for step, (x, y) in enumerate(source.batches(recipe.train.batch_size, gen, aug_gen)):
+                loss, logits, batch = training_step(
+                    step_fn, teacher, optimizer, scheduler, recipe, precision, device, x, y, mixing, rng, gen
+                )
+                loss_sum += loss * len(y)
+                correct += (logits.argmax(1) == batch.targets_a).sum()
                 seen += len(y)
-                advance(1, loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+                if (step + 1) % readback == 0 or step + 1 == steps_per_epoch:
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        status, diverged_at = "diverged", {"epoch": epoch, "step": step, "loss": str(loss_value)}
+                        break
+                    advance(
+                        readback if (step + 1) % readback == 0 else (step + 1) % readback,
+                        loss=f"{loss_sum.item() / seen:.3f}",
+                        acc=f"{100 * correct.item() / seen:.1f}%",
+                    )
         if status == "diverged":
             events.message(f"epoch {epoch + 1}: loss became {diverged_at['loss']} at step {step}; stopping (diverged)")
             break
@@ -417,9 +517,9 @@ def _execute(
             "phase": phase,
             "mixing": bool(mixing),
             "lr": lr,
-            "train_loss": loss_sum / seen,
-            "train_acc_first_label": 100 * correct / seen,
-            "val_acc": _validate(model, data, splits, recipe, device, precision, options, epoch),
+            "train_loss": loss_sum.item() / seen,
+            "train_acc_first_label": 100 * correct.item() / seen,
+            "val_acc": _validate(model, data, splits, source, recipe, device, precision, options, epoch),
             "train_images_per_s": seen / train_seconds,
             "seconds": time.perf_counter() - epoch_start,
         }
@@ -470,6 +570,7 @@ def _execute(
         device,
         precision,
         tuple(runtime_deviations),
+        source.kind,
     )
     if status == "complete":
         test_images, test_labels = data.test_x[splits.test], data.test_y[splits.test]
@@ -503,6 +604,7 @@ def _validate(
     model: nn.Module,
     data: Cifar10,
     splits: Splits,
+    source: TrainSource,
     recipe: Recipe,
     device: torch.device,
     precision: Precision,
@@ -515,12 +617,14 @@ def _validate(
     if recipe.data.val_transform == "eval":
         return evaluate(model, images, labels, recipe, device, precision)
     # 002 validates on images that pass through the training transform; seeded so resumes agree.
-    transform = torchvision_pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
-    loader = DataLoader(
-        AugmentedImages(images, labels, transform), batch_size=recipe.eval.batch_size, num_workers=options.workers
-    )
-    with _forked_rng(options.seed * 1_000_003 + epoch):
-        return evaluate_loader(model, loader, device, precision)
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in source.augment(images, labels, recipe.eval.batch_size, options.seed * 1_000_003 + epoch):
+            with precision.context(device):
+                correct += (model(x).argmax(1) == y).sum().item()
+            total += len(y)
+    return 100.0 * correct / max(1, total)
 
 
 @contextlib.contextmanager
@@ -582,10 +686,18 @@ def _estimate(
     )
     total = recipe.train.epochs * per_epoch + len(splits.test) / eval_rate
     macs = size_of(recipe.model).macs
+    full = ""
+    if budget.is_full:
+        per_image = step_flops(copy.deepcopy(model).train(), teacher, 4, precision, device)
+        est = full_recipe_estimate(recipe, per_image, train_rate)
+        full = (
+            f"; on an H100 it would take about {_duration(est['hours_h100'] * 3600)} "
+            f"(bf16, assuming {est['h100_assumed_mfu']:.0%} of its peak)"
+        )
     return (
         f"estimate: {recipe.train.epochs} epochs x {len(splits.train):,} images at {train_rate:.0f} img/s "
         f"({macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, {torch.get_num_threads()} threads): "
-        f"about {_duration(total)} [{budget.profile} budget]"
+        f"about {_duration(total)} [{budget.profile} budget]{full}"
     )
 
 
@@ -638,7 +750,8 @@ def _teacher(
     except (checkpoint.CheckpointError, RuntimeError, KeyError) as error:
         raise RunError(f"teacher checkpoint {path}: {error}") from None
     info["checkpoint"] = str(path)
-    model = model.to(device).eval()
+    info["folded_batchnorm"] = True  # the frozen teacher's BatchNorms are folded into its convolutions
+    model = fold_batchnorm(model.eval()).to(device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():
@@ -700,12 +813,13 @@ def _record(ctx: Context, outcome: Outcome, teacher: dict[str, Any] | None) -> d
         "data": {"source": data.source, "official": data.official, "sha256": data.sha256},
         "spec_file": str(spec.path),
         "spec_hash": variant.spec_hash,
-        "model_hash": content_hash(recipe.model.model_dump(mode="json")),
+        "model_hash": content_hash(recipe.model.model_dump(mode="json", exclude_defaults=True)),
         "recipe": recipe.model_dump(mode="json"),
         "deviations": deviations,
         "teacher": teacher,
         "params": size_of(recipe.model).params,
         "macs": size_of(recipe.model).macs,
+        "augment_pipeline": ctx.source_kind,
         "device": {
             "type": device.type,
             "name": device_name(device),

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness.models import build_model, count_params
-from harness.models.resnet import CifarResNetConfig
+from harness.models.resnet import CifarResNetConfig, Dropout
 from harness.spec import load_spec
 from tests.conftest import SPECS_DIR
 
@@ -70,8 +70,22 @@ def test_se_sites_and_reduction_set_the_squeeze_width() -> None:
 
 def test_dropout_sites() -> None:
     model = build_model(_cfg(blocks=(2, 3), dropout_block=0.1, dropout_fc=0.2))
-    assert sorted(m.p for m in model.modules() if isinstance(m, nn.Dropout)) == [0.1] * 5 + [0.2]
-    assert _count(build_model(_cfg()), nn.Dropout) == 0
+    assert sorted(m.p for m in model.modules() if isinstance(m, Dropout)) == [0.1] * 5 + [0.2]
+    assert _count(build_model(_cfg()), Dropout) == 0
+
+
+def test_dropout_keeps_1_minus_p_and_rescales() -> None:
+    drop = Dropout(0.3).train()
+    x = torch.ones(32, 16, 16, 16).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    y = drop(x)
+    assert (y == 0).float().mean().item() == pytest.approx(0.3, abs=0.005)
+    assert y[y > 0].unique().tolist() == pytest.approx([65536 / (65536 - round(0.3 * 65536))])
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted dropout keeps the expectation
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # reproducible from torch's seed
+    assert torch.equal(drop.eval()(x), x)
 
 
 def test_bias_flags_and_shortcut_kernel() -> None:

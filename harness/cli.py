@@ -123,6 +123,51 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
+    sweep = commands.add_parser("sweep", help="specs x variants x seeds x protocols, locally or on Slurm")
+    sweep.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
+    sweep.add_argument("--variants", default="all", help="all (default) or a comma-separated list of variant names")
+    sweep.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 of every run (default 1)")
+    sweep.add_argument("--profile", choices=("full", "short", "smoke"), default="full")
+    sweep.add_argument("--epochs", type=_positive_int, help="override the profile's epochs")
+    sweep.add_argument("--subset", type=_positive_int, help="train on this many images")
+    sweep.add_argument(
+        "--protocol",
+        choices=("own", "common", "both"),
+        default="own",
+        help="each report's own recipe, the common protocol, or both",
+    )
+    sweep.add_argument("--executor", choices=("local", "slurm"), default="local")
+    sweep.add_argument("--parallel", type=_positive_int, default=1, help="runs at once (default 1)")
+    sweep.add_argument("--slurm-partition", help="Slurm partition of every run")
+    sweep.add_argument("--gpus-per-run", type=_nonnegative_int, default=1, help="GPUs of each Slurm run (default 1)")
+    sweep.add_argument(
+        "--cpus-per-run",
+        type=_positive_int,
+        help="CPU threads of each run (default: cores / parallel locally, 8 on Slurm)",
+    )
+    sweep.add_argument(
+        "--time-limit",
+        type=_positive_int,
+        default=24 * 60,
+        help="minutes per Slurm run before it is requeued from its checkpoint (default 1440)",
+    )
+    sweep.add_argument("--retries", type=_nonnegative_int, default=1, help="resubmissions of a failed run (default 1)")
+    sweep.add_argument("--data", help="local CIFAR-10 (default: $HARNESS_DATA, else torchvision's download)")
+    sweep.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS))
+    sweep.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    sweep.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    sweep.add_argument("--logs", type=Path, help="submitit's job folder (default: RESULTS/sweep-logs)")
+    sweep.add_argument(
+        "--track-test", action="store_true", help="as in harness run: test scored every epoch, for the record"
+    )
+    sweep.add_argument(
+        "--robustness",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="as in harness run (default: only at the full budget)",
+    )
+    sweep.set_defaults(func=cmd_sweep)
+
     speed = commands.add_parser("speed", help="training throughput against the bare model and a naive loop")
     speed.add_argument("spec", type=Path, metavar="SPEC")
     speed.add_argument("--variant", help="the variant to time (default: the spec's default_variant)")
@@ -375,6 +420,100 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(error)) from None
     return EXIT_OK if record["status"] == "complete" else EXIT_FAILURE
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.budget import BudgetError, make_budget
+    from harness.data import DataError
+    from harness.sweep import default_threads, execute, finished, make_executor, plan
+    from harness.train import RunOptions
+
+    specs = _load(args.specs)
+    if not specs:
+        raise UsageError("no report specs among the given files")
+    protocols = ["own", "common"] if args.protocol == "both" else [args.protocol]
+    base = RunOptions(
+        profile=args.profile,
+        epochs=args.epochs,
+        subset=args.subset,
+        data=args.data,
+        device=args.device,
+        precision=args.precision,
+        track_test=args.track_test,
+        robustness=args.robustness,
+    )
+    if args.variants != "all":
+        names = {v.strip() for v in args.variants.split(",") if v.strip()}
+        known = {name for spec in specs for name in spec.variants}
+        unknown = sorted(names - known)
+        if unknown:
+            from harness.registry import did_you_mean
+
+            raise UsageError(
+                f"--variants: no variant {unknown[0]!r} in these specs{did_you_mean(unknown[0], sorted(known))}"
+            )
+    tasks = plan(specs, args.variants, args.seeds, protocols, base, args.results)
+    try:
+        for task in tasks:  # every budget is checked before anything is submitted
+            spec = next(s for s in specs if str(s.path) == task.spec_path)
+            make_budget(spec.variants[task.variant].recipe, args.profile, args.epochs, args.subset)
+        done = finished(specs, tasks, args.data)
+    except (BudgetError, DataError) as error:
+        raise UsageError(str(error)) from None
+    logs = args.logs or args.results / "sweep-logs"
+    slurm = {
+        "partition": args.slurm_partition,
+        "gpus": args.gpus_per_run,
+        "cpus": args.cpus_per_run or 8,
+        "time": args.time_limit,
+        "retries": args.retries,
+    }
+    executor = make_executor(args.executor, logs, args.parallel, slurm)
+    threads = args.cpus_per_run or (default_threads(args.parallel) if args.executor == "local" else None)
+    print(
+        f"sweep: {len(tasks)} runs ({len(done)} already complete), {args.executor} executor, "
+        f"{args.parallel} at a time; job logs in {logs}",
+        file=sys.stderr,
+    )
+    last = [""]
+
+    def progress(line: str) -> None:
+        if line != last[0]:
+            print(f"sweep: {line}", file=sys.stderr)
+            last[0] = line
+
+    slots = execute(
+        tasks, done, executor, args.parallel, args.retries, threads, progress, as_array=args.executor == "slurm"
+    )
+    body = []
+    for slot in slots:
+        acc = slot.result.get("test_acc")
+        body.append(
+            [
+                slot.task.report,
+                slot.task.variant,
+                slot.task.options.protocol,
+                slot.task.options.seed,
+                slot.state,
+                "" if acc is None else f"{acc:.2f}",
+                slot.attempts,
+                slot.error,
+            ]
+        )
+    print(
+        tabulate(
+            body,
+            headers=["report", "variant", "protocol", "seed", "status", "test acc", "attempts", "error"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
+    failed = [s for s in slots if s.state in ("failed", "diverged")]
+    print(
+        f"\n{len(slots)} runs: {sum(s.state == 'complete' for s in slots)} complete, "
+        f"{sum(s.state == 'skipped' for s in slots)} skipped (already complete), {len(failed)} failed or diverged"
+    )
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 SPEED_IMAGES = 8192  # enough distinct images for every timed loop; the naive path keeps them as PIL

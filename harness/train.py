@@ -380,21 +380,19 @@ def evaluate_arrays(
 # The run
 
 
+def run_key(spec: Spec, variant: Variant, options: RunOptions, data_sha256: str) -> RunKey:
+    """The identity of a run: what names its record and checkpoints (`variant` after its protocol)."""
+    protocol = options.protocol if options.protocol in ("own", "common") else Path(options.protocol).stem
+    return RunKey(spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data_sha256, protocol)
+
+
 def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, events: Events) -> dict[str, Any]:
     """Train and evaluate one variant at one budget; write and return its result record."""
     variant = with_protocol(spec, spec.variant(variant_name), resolve_protocol(spec, options.protocol))
     budget = make_budget(variant.recipe, options.profile, options.epochs, options.subset)
     recipe = compress(variant.recipe, budget)
     data = load_cifar10(options.data)
-    key = RunKey(
-        spec.name,
-        variant.name,
-        options.seed,
-        options.profile,
-        variant.spec_hash,
-        data.sha256,
-        options.protocol if options.protocol in ("own", "common") else Path(options.protocol).stem,
-    )
+    key = run_key(spec, variant, options, data.sha256)
     record_path, ckpt_dir = key.record_path(results), key.checkpoint_dir(results)
     done = find_record(results, key)
     if done is not None:

@@ -1,0 +1,240 @@
+"""Sweeps of specs x variants x seeds x protocols, run through submitit: on Slurm or on this machine.
+
+Each run is `train.run`, which is idempotent: a run whose record exists is skipped before submission,
+and a run that stopped (failure, pre-emption, time-out) resumes from its own checkpoint when it is
+submitted again. Teachers run in a first wave, before the students that distil from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from harness.data import load_cifar10
+from harness.record import find_record
+from harness.spec import Spec, resolve_protocol, with_protocol
+from harness.train import RunOptions, Silent, run, run_key
+
+POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of the sweep: a spec file, a variant and the run's options (seed, budget, protocol)."""
+
+    spec_path: str
+    report: str
+    variant: str
+    options: RunOptions
+    results: str
+    wave: int  # 0: teachers, 1: everything else
+
+    @property
+    def label(self) -> str:
+        protocol = "" if self.options.protocol == "own" else f" [{self.options.protocol}]"
+        return f"{self.report}/{self.variant}{protocol} seed {self.options.seed}"
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """The callable submitit runs on a node; on pre-emption or time-out it is requeued as it is, and the
+    run resumes from its last checkpoint (sweeps always run with resume on)."""
+
+    def __init__(self, task: Task, threads: int | None = None) -> None:
+        self.task, self.threads = task, threads
+
+    def __call__(self) -> dict[str, Any]:
+        import torch
+
+        from harness.spec import load_spec
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        record = run(
+            load_spec(self.task.spec_path), self.task.variant, self.task.options, Path(self.task.results), Silent()
+        )
+        return {key: record.get(key) for key in ("status", "test_acc", "wall_time_s", "record_path")}
+
+
+def plan(
+    specs: list[Spec], variants: str, seeds: int, protocols: list[str], base: RunOptions, results: Path
+) -> list[Task]:
+    """Every run the sweep asks for, teachers first; common-protocol runs once per distinct network."""
+    tasks: list[Task] = []
+    seen_common: set[tuple[str, int]] = set()
+    wanted = None if variants == "all" else [v.strip() for v in variants.split(",") if v.strip()]
+    for spec in specs:
+        names = list(spec.variants) if wanted is None else [spec.variant(v).name for v in wanted if v in spec.variants]
+        if wanted is not None and not names:
+            continue
+        teachers = set()
+        for n in names:  # students that will train their teacher: it runs first, in its own job
+            linked, distill = spec.teacher_of(spec.variants[n]), spec.variants[n].recipe.train.distill
+            if linked and linked[0] is spec and distill is not None and distill.teacher_checkpoint is None:
+                teachers.add(linked[1].name)
+        for name in dict.fromkeys([*teachers, *names]):  # a student's teacher joins the sweep
+            for protocol in protocols:
+                variant = with_protocol(spec, spec.variants[name], resolve_protocol(spec, protocol))
+                if protocol != "own" and name not in names:
+                    continue  # a teacher that joined for its students matters under their own recipe only
+                for seed in range(seeds):
+                    if protocol != "own":
+                        if (variant.spec_hash, seed) in seen_common:
+                            continue  # the same network under the same shared recipe: run it once
+                        seen_common.add((variant.spec_hash, seed))
+                    options = dataclasses.replace(base, seed=seed, protocol=protocol, resume=True)
+                    wave = 0 if protocol == "own" and name in teachers else 1
+                    tasks.append(Task(str(spec.path), spec.name, name, options, str(results), wave))
+    return sorted(tasks, key=lambda t: t.wave)
+
+
+def finished(specs: list[Spec], tasks: list[Task], data: str | None) -> dict[Task, dict[str, Any]]:
+    """The tasks whose record already exists (complete), so a re-issued sweep skips them."""
+    data_sha = load_cifar10(data).sha256
+    by_path = {str(spec.path): spec for spec in specs}
+    done = {}
+    for task in tasks:
+        spec = by_path[task.spec_path]
+        variant = with_protocol(spec, spec.variants[task.variant], resolve_protocol(spec, task.options.protocol))
+        record = find_record(Path(task.results), run_key(spec, variant, task.options, data_sha))
+        if record is not None:
+            done[task] = record
+    return done
+
+
+@dataclass
+class Slot:
+    task: Task
+    attempts: int = 0
+    job: Any = None
+    started: float = 0.0
+    state: str = "pending"  # pending, running, complete, diverged, failed, skipped
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def make_executor(kind: str, folder: Path, parallel: int, slurm: dict[str, Any]) -> submitit.Executor:
+    """submitit's local executor, or its Slurm executor with the sweep's job parameters."""
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=slurm.get("time", 60 * 24 * 7))
+        return executor
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=slurm.get("retries", 3))
+    executor.update_parameters(**slurm_parameters(slurm, parallel))
+    return executor
+
+
+def slurm_parameters(options: dict[str, Any], parallel: int) -> dict[str, Any]:
+    """The sbatch options of one run of the array; `parallel` caps how many run at once (%K)."""
+    params: dict[str, Any] = {
+        "job_name": "harness-sweep",
+        "time": options.get("time", 24 * 60),
+        "cpus_per_task": options.get("cpus", 8),
+        "array_parallelism": parallel,
+        "signal_delay_s": 180,  # time for the run to stop cleanly; submitit then requeues it
+        "stderr_to_stdout": True,
+    }
+    if options.get("gpus"):
+        params["gpus_per_node"] = options["gpus"]
+    if options.get("partition"):
+        params["partition"] = options["partition"]
+    return params
+
+
+def execute(
+    tasks: list[Task],
+    done: dict[Task, dict[str, Any]],
+    executor: submitit.Executor,
+    parallel: int,
+    retries: int,
+    threads: int | None,
+    progress: Callable[[str], None],
+    as_array: bool,
+) -> list[Slot]:
+    """Run the tasks wave by wave, at most `parallel` at a time; a failure is retried, then reported.
+
+    With `as_array` (Slurm) each wave is submitted at once as one job array, which Slurm itself limits
+    to `parallel` running tasks; locally the sweep keeps `parallel` jobs in flight.
+    """
+    slots = [Slot(task) for task in tasks]
+    for slot in slots:
+        if slot.task in done:
+            slot.state, slot.result = "skipped", done[slot.task]
+    for wave in sorted({t.wave for t in tasks}):
+        todo = [s for s in slots if s.task.wave == wave and s.state == "pending"]
+        if as_array and todo:
+            with executor.batch():
+                for slot in todo:
+                    _submit(executor, slot, threads)
+        while True:
+            running = [s for s in todo if s.state == "running"]
+            waiting = [s for s in todo if s.state == "pending"]
+            for slot in waiting[: max(0, parallel - len(running))]:
+                _submit(executor, slot, threads)
+            for slot in running:
+                if slot.job.done():
+                    _collect(slot, executor, retries, threads)
+            progress(_progress_line(slots))
+            if not any(s.state in ("pending", "running") for s in todo):
+                break
+            time.sleep(POLL_SECONDS)
+    return slots
+
+
+def _submit(executor: submitit.Executor, slot: Slot, threads: int | None) -> None:
+    slot.attempts += 1
+    slot.started = time.monotonic()
+    slot.job = executor.submit(RunJob(slot.task, threads))
+    slot.state = "running"
+
+
+def _collect(slot: Slot, executor: submitit.Executor, retries: int, threads: int | None) -> None:
+    try:
+        slot.result = slot.job.result()
+        slot.state = slot.result.get("status", "complete")
+    except Exception as error:  # noqa: BLE001 - a run's failure must never stop the sweep
+        slot.error = _first_line(error)
+        if slot.attempts <= retries:
+            _submit(executor, slot, threads)
+        else:
+            slot.state = "failed"
+
+
+def _first_line(error: BaseException) -> str:
+    """The run's own error line (e.g. `RunError: ...`) out of submitit's wrapped remote traceback."""
+    text = str(error)
+    raised = re.findall(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.*)$", text, flags=re.MULTILINE)
+    if raised:
+        kind, message = raised[-1]
+        return f"{kind.rsplit('.', 1)[-1]}: {message}"[:300]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+def _progress_line(slots: list[Slot]) -> str:
+    count = {
+        state: sum(s.state == state for s in slots)
+        for state in ("complete", "diverged", "skipped", "running", "pending", "failed")
+    }
+    durations = [s.result.get("wall_time_s") for s in slots if s.state == "complete" and s.result.get("wall_time_s")]
+    remaining = count["running"] + count["pending"]
+    eta = ""
+    if durations and remaining:
+        running = max(1, count["running"])
+        eta = f", ETA {statistics.fmean(durations) * remaining / running / 60:.1f} min"
+    return (
+        f"{count['complete'] + count['diverged']} done ({count['skipped']} skipped as already complete), "
+        f"{count['running']} running, {count['pending']} waiting, {count['failed']} failed{eta}"
+    )
+
+
+def default_threads(parallel: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, parallel))

@@ -29,7 +29,8 @@ def spec_copy(tmp_path: Path):
     return write
 
 
-JPEG_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+# The real-image CIFAR-10 copy that every checkout and CI run has beside the project (../shared).
+JPEG_ARCHIVE = Path(os.environ.get("HARNESS_TEST_ARCHIVE", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
 
 
 @pytest.fixture(scope="session")

@@ -202,17 +202,31 @@ H100_BF16_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM
 H100_ASSUMED_MFU = 0.25  # small 32x32 CNNs in plain PyTorch keep an H100 partly busy: an assumption, stated
 
 
+def probe_batch(batch: int, device: torch.device, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images and labels for timing and counting (no data needed)."""
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.randint(0, 10, (batch,), device=device)
+
+
+def probe_loss(
+    model: nn.Module, teacher: nn.Module | None, x: torch.Tensor, y: torch.Tensor, precision: Any, device: torch.device
+) -> torch.Tensor:
+    """The compute of one training step short of backward: the model's loss and the teacher's forward."""
+    with precision.context(device):
+        loss = nn.functional.cross_entropy(model(x).float(), y)
+        if teacher is not None:
+            with torch.inference_mode():
+                teacher(x)
+    return loss
+
+
 def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, precision: Any, device: torch.device) -> float:
     """FLOPs of one training step (student forward and backward, teacher forward) per image."""
-    x = torch.randn(batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
+    x, y = probe_batch(batch, device)
     with FlopCounterMode(display=False) as counter:
-        with precision.context(device):
-            loss = nn.functional.cross_entropy(model(x).float(), y)
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher(x)
-        loss.backward()
+        probe_loss(model, teacher, x, y, precision, device).backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / batch
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from harness.losses import mix_batch, mixing_this_epoch, training_loss, unmixed
-from harness.measure import device_name, full_recipe_estimate, step_flops
+from harness.measure import device_name, full_recipe_estimate, probe_batch, probe_loss, step_flops
 from harness.models import build_model, fold_batchnorm
 from harness.spec import Recipe, Spec
 from harness.train import TrainSource, build_optimizer, choose_precision, seed_epoch, training_step
@@ -126,17 +126,10 @@ def measure_speed(
     # (a) bare: resident tensors, the harness's precision and layout, no data path and no bookkeeping
     model, teacher = models(precision.channels_last)
     optimizer = recipe.train.optimizer.build(model)
-    x = torch.randn(batch, 3, 32, 32, device=device)
-    if precision.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
+    x, y = probe_batch(batch, device, precision.channels_last)
 
     def bare_step() -> None:
-        with precision.context(device):
-            loss = nn.functional.cross_entropy(model(x).float(), y)
-            if teacher is not None:
-                with torch.inference_mode():
-                    teacher(x)
+        loss = probe_loss(model, teacher, x, y, precision, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -31,7 +31,7 @@ from harness.augment import torchvision_pipeline
 from harness.budget import Budget, Profile, compress, make_budget
 from harness.data import AugmentedImages, Cifar10, load_cifar10, normalize, split_indices
 from harness.losses import Mixed, mix_batch, mixing_this_epoch, training_loss, unmixed
-from harness.measure import device_name, full_recipe_estimate, size_of, step_flops
+from harness.measure import device_name, full_recipe_estimate, probe_batch, probe_loss, size_of, step_flops
 from harness.models import build_model, fold_batchnorm
 from harness.record import SCHEMA, RunKey, find_record, git_state, versions
 from harness.robustness import corrupted_accuracy
@@ -661,16 +661,11 @@ def _estimate(
     probe = copy.deepcopy(model).train()
     optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)
     batch = min(recipe.train.batch_size, PROBE_BATCH, len(splits.train))
-    x = torch.randn(batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
+    x, y = probe_batch(batch, device)
     times = []
     for _ in range(PROBE_STEPS + 1):
         start = time.perf_counter()
-        with precision.context(device):
-            loss = nn.functional.cross_entropy(probe(x).float(), y)
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher(x)
+        loss = probe_loss(probe, teacher, x, y, precision, device)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

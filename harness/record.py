@@ -1,7 +1,8 @@
 """Result records: one JSON file per run under results/, each carrying its own provenance.
 
-A run is identified by (report, variant, seed, profile, spec hash, data hash): a record is only ever
-written for that exact key, so re-running a changed spec or other data never overwrites old results.
+A run is identified by (report, variant, seed, profile and its overrides, spec hash, data hash): a
+record is only ever written for that exact key, so re-running a changed spec, another budget or other
+data never overwrites old results, nor is mistaken for them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ class RunKey:
     spec_hash: str
     data_sha256: str
     protocol: str = "own"
+    budget_tag: str = ""  # e.g. "-e5-n4096" when --epochs/--subset change the profile's budget
 
     @property
     def stem(self) -> str:
         prefix = "" if self.protocol == "own" else f"{self.protocol}-"
-        return f"{prefix}{self.profile}-seed{self.seed}-{self.spec_hash[:8]}-{self.data_sha256[:8]}"
+        profile = f"{self.profile}{self.budget_tag}"
+        return f"{prefix}{profile}-seed{self.seed}-{self.spec_hash[:8]}-{self.data_sha256[:8]}"
 
     def record_path(self, results: Path) -> Path:
         return results / self.report / self.variant / f"{self.stem}.json"

@@ -383,7 +383,13 @@ def evaluate_arrays(
 def run_key(spec: Spec, variant: Variant, options: RunOptions, data_sha256: str) -> RunKey:
     """The identity of a run: what names its record and checkpoints (`variant` after its protocol)."""
     protocol = options.protocol if options.protocol in ("own", "common") else Path(options.protocol).stem
-    return RunKey(spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data_sha256, protocol)
+    default = make_budget(variant.recipe, options.profile)
+    actual = make_budget(variant.recipe, options.profile, options.epochs, options.subset)
+    tag = "" if actual.epochs == default.epochs else f"-e{actual.epochs}"
+    tag += "" if actual.train_images == default.train_images else f"-n{actual.train_images or 'all'}"
+    return RunKey(
+        spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data_sha256, protocol, tag
+    )
 
 
 def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, events: Events) -> dict[str, Any]:

@@ -296,16 +296,9 @@ def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(jpeg
     spec = load_spec(SPECS_DIR / "resnet10.toml")
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
     from harness.data import load_cifar10
-    from harness.record import RunKey
+    from harness.train import run_key
 
-    key = RunKey(
-        spec.name,
-        "resnet12-grid",
-        0,
-        "smoke",
-        spec.variant("resnet12-grid").spec_hash,
-        load_cifar10(jpeg_archive).sha256,
-    )
+    key = run_key(spec, spec.variant("resnet12-grid"), options, load_cifar10(jpeg_archive).sha256)
     lock = key.checkpoint_dir(tmp_path) / "run.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text(str(os.getppid()))  # a live process that is not us

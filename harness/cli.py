@@ -312,6 +312,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 print(f"timing {spec.name}/{name} on {device_name(device)} ...", file=sys.stderr)
                 timings[key] = time_model(build_model(model_cfg), device, rounds_b1=args.rounds)
                 store_timing(model_cfg, device, timings[key])
+                if timings[key].busy:
+                    print(
+                        f"warning: other processes used {timings[key].other_cpu_use:.0%} of the CPUs while "
+                        f"{spec.name}/{name} was timed: its latency is inflated and was not cached",
+                        file=sys.stderr,
+                    )
             row.update(timing_dict(timings.get(key), device.type))
         row["latency_ms_b1"] = row["cpu_latency_ms_b1"]
         out.append(row)

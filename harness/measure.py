@@ -8,12 +8,14 @@ Conventions (also in the README):
   FLOPs are only ever shown as 2 x MACs.
 - latency: wall time of one forward pass in eval mode under `torch.inference_mode()`, after warm-up;
   median and 90th percentile over repeated calls. Throughput: images per second at batch 256.
+  A CPU timing taken while other processes use the CPUs is marked busy, shown as such and not cached.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -109,6 +111,33 @@ class Timing:
     throughput_img_s_b256: float | None  # None when not measured (rounds_b256 = 0)
     rounds_b1: int
     rounds_b256: int
+    other_cpu_use: float | None = None  # share of the CPUs other processes used around the timing
+    busy: bool = False  # other_cpu_use above BUSY_SHARE: the figures are inflated
+
+
+# A quarter of the machine used by someone else already slows a 2-thread forward pass visibly.
+BUSY_SHARE = 0.25
+
+
+def other_cpu_use(window_s: float = 0.2) -> float | None:
+    """Share of all CPUs busy while this process sleeps for `window_s` (Linux /proc/stat; else None).
+
+    Sleeping makes every busy jiffy someone else's, so no per-process accounting is needed.
+    """
+
+    def busy_total() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy0, total0 = busy_total()
+        time.sleep(window_s)
+        busy1, total1 = busy_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy1 - busy0) / max(1, total1 - total0)
 
 
 def _sync(device: torch.device) -> None:
@@ -127,6 +156,7 @@ def time_model(
     """Latency at batch 1 (median, p90) and throughput at batch 256, eval mode, inference only."""
     model = model.to(device).eval()
     x1, x256 = _example(model, input_size, 1), _example(model, input_size, 256 if rounds_b256 else 1)
+    load_before = other_cpu_use() if device.type == "cpu" else None
     times: list[float] = []
     with torch.inference_mode():
         for i in range(warmup + rounds_b1):
@@ -146,6 +176,8 @@ def time_model(
             _sync(device)
             elapsed = time.perf_counter() - start
     deciles = statistics.quantiles(times, n=10)
+    loads = [x for x in (load_before, other_cpu_use() if device.type == "cpu" else None) if x is not None]
+    load = max(loads) if loads else None
     return Timing(
         device=device_name(device),
         threads=torch.get_num_threads(),
@@ -154,6 +186,8 @@ def time_model(
         throughput_img_s_b256=256 * rounds_b256 / elapsed if rounds_b256 else None,
         rounds_b1=rounds_b1,
         rounds_b256=rounds_b256,
+        other_cpu_use=load,
+        busy=load is not None and load > BUSY_SHARE,
     )
 
 
@@ -172,7 +206,8 @@ def cached_timing(model_cfg: Section, device: torch.device, rounds_b1: int = 20,
         cache = {}
     entry = cache.get(key)
     if entry is not None and (rounds_b256 == 0 or entry.get("throughput_img_s_b256") is not None):
-        return Timing(**entry)
+        known = {k: v for k, v in entry.items() if k in Timing.__dataclass_fields__}
+        return Timing(**known)
     torch.manual_seed(0)
     timing = time_model(build_model(model_cfg), device, getattr(model_cfg, "input_size", 32), rounds_b1, rounds_b256)
     store_timing(model_cfg, device, timing)
@@ -180,9 +215,12 @@ def cached_timing(model_cfg: Section, device: torch.device, rounds_b1: int = 20,
 
 
 def store_timing(model_cfg: Section, device: torch.device, timing: Timing) -> None:
+    """Cache a timing, unless it was taken on a busy machine (the next table measures again)."""
     from harness.checkpoint import atomic_write_json
     from harness.data import cache_dir
 
+    if timing.busy:
+        return
     path = cache_dir() / "timings.json"
     try:
         cache = json.loads(path.read_text(encoding="utf-8"))

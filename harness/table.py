@@ -154,6 +154,7 @@ def rows(
                     **size_columns(spec, name),
                     "cpu_latency_ms_b1": timings["cpu"].latency_ms_b1 if timings.get("cpu") else None,
                     "cuda_latency_ms_b1": timings["cuda"].latency_ms_b1 if timings.get("cuda") else None,
+                    "cpu_latency_busy": bool(timings.get("cpu") and timings["cpu"].busy),
                     "n_seeds": summary.n if summary else 0,
                     "test_acc_mean": summary.mean if summary else None,
                     "test_acc_std": summary.std if summary else None,
@@ -210,7 +211,7 @@ MARKDOWN = {
     ),
     "macs": ("MACs (M)", lambda r: f"{r['macs'] / 1e6:.1f}"),
     "budget": ("<= 5M", budget_cell),
-    "cpu": ("CPU b1 (ms)", lambda r: _num(r["cpu_latency_ms_b1"], ".2f")),
+    "cpu": ("CPU b1 (ms)", lambda r: _num(r["cpu_latency_ms_b1"], ".2f") + ("*" if r["cpu_latency_busy"] else "")),
     "gpu": ("GPU b1 (ms)", lambda r: _num(r["cuda_latency_ms_b1"], ".2f")),
     "corrupted": ("corrupted acc %", lambda r: _num(r["corrupted_acc_mean"], ".2f")),
     "rule": ("report-rule acc %", lambda r: _num(r["report_rule_acc_mean"], ".2f")),
@@ -238,7 +239,13 @@ def render(table: list[dict[str, Any]], fmt: Format) -> str:
         return buffer.getvalue()
     body = [[cell(row) for _, cell in MARKDOWN.values()] for row in table]
     text = tabulate(body, headers=[h for h, _ in MARKDOWN.values()], tablefmt="github", disable_numparse=True)
-    return f"{text}\n\nFlags: {legend()}."
+    busy = (
+        "\n\n* CPU latency measured while other processes were using the CPUs: inflated, not cached; "
+        "run `harness table` again on a quiet machine."
+        if any(row["cpu_latency_busy"] for row in table)
+        else ""
+    )
+    return f"{text}\n\nFlags: {legend()}.{busy}"
 
 
 def _csv_cell(value: Any) -> Any:

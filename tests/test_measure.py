@@ -78,3 +78,38 @@ def test_timing_protocol_on_a_tiny_net() -> None:
     assert 0 < timing.latency_ms_b1 <= timing.latency_ms_b1_p90
     assert timing.throughput_img_s_b256 > 0
     assert timing.threads == torch.get_num_threads() and timing.rounds_b1 == 10
+
+
+def test_other_processes_using_the_cpus_are_seen() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from harness.measure import other_cpu_use
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)  # let them start
+        share = other_cpu_use(0.3)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert share is not None and share > 0.5
+
+
+def test_a_busy_timing_is_not_cached(tmp_path, monkeypatch) -> None:
+    import json
+
+    from harness.measure import Timing, cached_timing, store_timing
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    cfg = load_specs(SPEC_FILES)[0][0].variant(None).recipe.model
+    cpu = torch.device("cpu")
+    timing = Timing("cpu", 2, 5.0, 6.0, None, 20, 0, other_cpu_use=0.9, busy=True)
+    store_timing(cfg, cpu, timing)
+    assert not (tmp_path / "timings.json").exists()
+    store_timing(cfg, cpu, Timing("cpu", 2, 5.0, 6.0, None, 20, 0, other_cpu_use=0.0, busy=False))
+    assert len(json.loads((tmp_path / "timings.json").read_text())) == 1
+    assert cached_timing(cfg, cpu).latency_ms_b1 == 5.0  # served from the cache, not re-measured

@@ -704,6 +704,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "a": label_a,
         "b": label_b,
         "profile": budget_a[0],
+        "epochs": None if len(budget_a) == 2 else budget_a[1],  # None: each recipe's own (full)
+        "train_images": None if len(budget_a) == 2 else budget_a[2],
         "data_source": budget_a[-1],
         "n_a": result.a.n,
         "mean_a": result.a.mean,
@@ -726,7 +728,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         f"difference {result.difference:+.2f} points, 95% CI [{result.ci95[0]:+.2f}, {result.ci95[1]:+.2f}]; "
         f"Welch's t = {result.t:.3f}, dof = {result.dof:.1f}, p = {result.p_value:.4g}"
     )
-    print(f"({budget_a[0]} budget, {budget_a[-1]})")
+    images = f"{out['train_images']:,}" if out["train_images"] else "all"
+    size = "" if out["epochs"] is None else f": {out['epochs']} epochs on {images} training images"
+    print(f"({budget_a[0]} budget{size}; {budget_a[-1]})")
     return EXIT_OK
 
 

@@ -163,11 +163,13 @@ def test_compare_two_entries(capsys, results: Path) -> None:
         stats.ttest_ind([96.0, 96.2, 96.1], [95.0, 95.1, 95.2], equal_var=False).pvalue
     )
     assert out["difference"] == pytest.approx(1.0) and out["n_a"] == out["n_b"] == 3
+    assert (out["profile"], out["epochs"], out["train_images"]) == ("full", None, None)  # each recipe's own
     assert (
         main(["compare", "dmsresnet/as-coded", "dmsresnet/as-coded", "--results", str(results), "--protocol", "common"])
         == 0
     )
-    assert "p = 1" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "p = 1" in text and "(full budget; " in text
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,15 @@ class RunKey:
         return results / "checkpoints" / self.report / self.variant / self.stem
 
 
+def run_label(record: dict[str, Any]) -> str:
+    """The protocol and budget part of a record's run key, e.g. `common-smoke-e5-n4096` or `full`."""
+    name = Path(str(record.get("record_path", ""))).name
+    if "-seed" in name:
+        return name.split("-seed")[0]
+    protocol = record.get("protocol", "own")
+    return f"{'' if protocol == 'own' else protocol + '-'}{record['profile']}"
+
+
 def load_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every readable result record under `directory`, and one line for each file that is not."""
     records: list[dict[str, Any]] = []

@@ -167,6 +167,7 @@ def rows(
                     "train_device": runs[0]["device"]["name"] if runs and runs[0].get("device") else None,
                     "profile": runs[0]["profile"] if runs else None,
                     "epochs": runs[0]["budget"]["epochs"] if runs else None,
+                    "train_images": runs[0]["budget"].get("train_images") if runs else None,  # None: all
                     "data_source": runs[0].get("data_source") if runs else None,
                     "common_n_seeds": common_summary.n if common_summary else 0,
                     "common_test_acc_mean": common_summary.mean if common_summary else None,
@@ -221,9 +222,14 @@ MARKDOWN = {
         lambda r: _acc(r["common_test_acc_mean"], r["common_test_acc_std"], r["common_n_seeds"]),
     ),
     "flags": ("flags", lambda r: r["flag_codes"]),
-    "profile": ("profile", lambda r: f"{r['profile']} ({r['epochs']} ep)" if r["profile"] else ""),
+    "profile": ("profile", lambda r: _budget(r) if r["profile"] else ""),
     "data": ("data", lambda r: r["data_source"] or ""),
 }
+
+
+def _budget(row: dict[str, Any]) -> str:
+    images = f"{row['train_images']:,} img" if row["train_images"] else "all img"
+    return f"{row['profile']} ({row['epochs']} ep, {images})"
 
 
 def render(table: list[dict[str, Any]], fmt: Format) -> str:

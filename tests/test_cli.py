@@ -177,3 +177,19 @@ def test_console_script_has_no_traceback_on_bad_spec(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{bad}:report.id: Input should be a valid string (got 7)" in result.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    # `harness audit ... | head -1`: more output than a pipe buffer holds, the reader gone after a line.
+    specs = [str(p) for p in SPEC_FILES] * 3
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "audit", *specs],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"## ")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
 from harness.record import run_label
+from harness.table import budget_text
 
 AXES = {
     "params": ("parameters (millions)", 1e-6),
@@ -43,9 +44,7 @@ def pareto_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(11, 6))
         entries = [row for row in rows if row.get(key) is not None and row.get("role") == "model"]
         claimed = [(r[key] * scale, r["claim_value"], i) for i, r in enumerate(entries, 1) if r.get("claim_value")]
-        measured = [
-            (r[key] * scale, r["test_acc_mean"], i) for i, r in enumerate(entries, 1) if r.get("test_acc_mean")
-        ]
+        measured = [(r[key] * scale, r["test_acc_mean"], i) for i, r in enumerate(entries, 1) if r.get("test_acc_mean")]
         for points, style in ((claimed, CLAIMED), (measured, MEASURED)):
             if not points:
                 continue
@@ -69,7 +68,7 @@ def pareto_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
             names = ["claimed (headline)"] + (["reproduced (mean over seeds)"] if measured else [])
             fig.legend(handles, names, loc="upper left", bbox_to_anchor=(0.70, 0.97), fontsize=7, frameon=False)
             key_text = "\n".join(f"{i:>2}  {r['report']}/{r['variant']}" for i, r in enumerate(entries, 1))
-            budgets = sorted({_budget_text(r) for r in entries if r.get("test_acc_mean")})
+            budgets = sorted({budget_text(r) for r in entries if r.get("test_acc_mean")})
             if any(r.get("verdict") == "not run at full budget" for r in entries if r.get("test_acc_mean")):
                 key_text += "\n\n" + textwrap.fill(
                     f"Reproduced at: {'; '.join(budgets)}. Below the full budget or off the official "
@@ -95,11 +94,6 @@ def _coincident(points: list[tuple[float, float, int]]) -> dict[tuple[float, flo
     for x, y, i in points:
         groups[(round(x, 3), round(y, 2))].append(i)
     return {xy: ",".join(map(str, numbers)) for xy, numbers in groups.items()}
-
-
-def _budget_text(row: dict[str, Any]) -> str:
-    images = f"{row['train_images']:,} img" if row.get("train_images") else "all img"
-    return f"{row['profile']} {row['epochs']} ep, {images}"
 
 
 def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:

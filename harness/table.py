@@ -222,12 +222,13 @@ MARKDOWN = {
         lambda r: _acc(r["common_test_acc_mean"], r["common_test_acc_std"], r["common_n_seeds"]),
     ),
     "flags": ("flags", lambda r: r["flag_codes"]),
-    "profile": ("profile", lambda r: _budget(r) if r["profile"] else ""),
+    "profile": ("profile", lambda r: budget_text(r) if r["profile"] else ""),
     "data": ("data", lambda r: r["data_source"] or ""),
 }
 
 
-def _budget(row: dict[str, Any]) -> str:
+def budget_text(row: dict[str, Any]) -> str:
+    """A leaderboard row's training budget, e.g. `smoke (5 ep, 4,096 img)`."""
     images = f"{row['train_images']:,} img" if row["train_images"] else "all img"
     return f"{row['profile']} ({row['epochs']} ep, {images})"
 

@@ -387,9 +387,7 @@ def run_key(spec: Spec, variant: Variant, options: RunOptions, data_sha256: str)
     actual = make_budget(variant.recipe, options.profile, options.epochs, options.subset)
     tag = "" if actual.epochs == default.epochs else f"-e{actual.epochs}"
     tag += "" if actual.train_images == default.train_images else f"-n{actual.train_images or 'all'}"
-    return RunKey(
-        spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data_sha256, protocol, tag
-    )
+    return RunKey(spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data_sha256, protocol, tag)
 
 
 def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, events: Events) -> dict[str, Any]:

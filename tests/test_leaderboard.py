@@ -194,12 +194,15 @@ def test_audit_command(capsys) -> None:
 
 
 def test_a_latency_timed_on_a_busy_machine_is_marked(monkeypatch) -> None:
-    import harness.table as table
+    from harness import table as leaderboard
     from harness.measure import Timing
 
     busy = Timing("cpu", 2, 50.0, 60.0, None, 20, 0, other_cpu_use=0.8, busy=True)
-    monkeypatch.setattr(table, "cached_timing", lambda cfg, device: busy)
-    text = table.render(table.rows([SPECS["resnet10"]], []), "markdown")
+    monkeypatch.setattr(leaderboard, "cached_timing", lambda cfg, device: busy)
+    text = leaderboard.render(leaderboard.rows([SPECS["resnet10"]], []), "markdown")
     import re
 
-    assert re.search(r"\| 50\.00\* +\|", text) and "* CPU latency measured while other processes were using the CPUs" in text
+    assert (
+        re.search(r"\| 50\.00\* +\|", text)
+        and "* CPU latency measured while other processes were using the CPUs" in text
+    )

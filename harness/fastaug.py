@@ -63,12 +63,7 @@ def random_crop(x: Batch, op: ops.RandomCrop, gen: torch.Generator) -> Batch:
 
 
 def hflip(x: Batch, op: ops.HorizontalFlip, gen: torch.Generator) -> Batch:
-    mask = _chosen(len(x), op.p, gen, x.device)
-    if not bool(mask.any()):
-        return x
-    x = x.clone()
-    x[mask] = x[mask].flip(-1)
-    return x
+    return _on_subset(x, _chosen(len(x), op.p, gen, x.device), lambda s: s.flip(-1))
 
 
 def rotation(x: Batch, op: ops.Rotation, gen: torch.Generator) -> Batch:
@@ -140,6 +135,7 @@ def color_jitter(x: Batch, op: ops.ColorJitter, gen: torch.Generator) -> Batch:
         3: _uniform(n, -op.hue, op.hue, gen, device) if op.hue else None,
     }
     kernels = {0: _brightness, 1: _contrast, 2: _saturation, 3: _hue}
+    x = x.clone()  # once: the groups below write into it in place
     for position in range(4):
         for fn_id, kernel in kernels.items():
             factor = factors[fn_id]
@@ -147,7 +143,6 @@ def color_jitter(x: Batch, op: ops.ColorJitter, gen: torch.Generator) -> Batch:
             if factor is None or not bool(mask.any()):
                 continue
             f = factor[mask].view(-1, 1, 1, 1) if fn_id != 3 else factor[mask]
-            x = x.clone()
             x[mask] = kernel(x[mask], f)
     return x
 
@@ -180,6 +175,7 @@ class _AutoAugment:
         height, width = x.shape[-2:]
         policies = ref._policies
         chosen = torch.randint(len(policies), (n,), generator=gen, device=device)
+        x = x.clone()  # once: the groups below write into it in place
         for step in range(2):
             apply = torch.rand(n, generator=gen, device=device)
             negate = torch.rand(n, generator=gen, device=device) <= 0.5
@@ -193,7 +189,6 @@ class _AutoAugment:
                 magnitude = 0.0 if magnitudes is None else float(magnitudes[magnitude_idx])
                 for sign, group in ((1.0, mask & ~negate), (-1.0, mask & negate)) if signed else ((1.0, mask),):
                     if bool(group.any()):
-                        x = x.clone()
                         x[group] = ref._apply_image_or_video_transform(
                             x[group], transform_id, sign * magnitude, interpolation=ref.interpolation, fill=ref._fill
                         )
@@ -294,8 +289,12 @@ class BatchPipeline:
             if needs_float and not is_float:
                 x, is_float = x.float().div_(255), True
             x = step(x, gen)
-        scale = (self.scale_float if is_float else self.scale_uint8).to(x.device)
-        return torch.addcmul(self.bias.to(x.device), x.float(), scale)
+        if self.bias.device != x.device:  # once, not a host-to-device copy per batch
+            self.bias, self.scale_uint8, self.scale_float = (
+                t.to(x.device) for t in (self.bias, self.scale_uint8, self.scale_float)
+            )
+        scale = self.scale_float if is_float else self.scale_uint8
+        return torch.addcmul(self.bias, x.float(), scale)
 
 
 def supported(train_ops: tuple[Section, ...]) -> bool:

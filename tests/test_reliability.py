@@ -28,10 +28,6 @@ def edit(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
-def spec_case(text: str) -> tuple[str, str]:
-    return ("spec", text)
-
-
 # (id, how to build the input, argv after the input path, what stderr must contain)
 SPEC_CASES = [
     ("missing-key", edit(DMS, "year = 2024\n", ""), "report.year: missing required key"),

@@ -13,7 +13,8 @@ from typing import Any, NoReturn
 
 from tabulate import tabulate
 
-from harness.spec import Spec, SpecError, load_spec, load_specs
+from harness.budget import PROFILES
+from harness.spec import Protocol, Spec, SpecError, load_spec, load_specs
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_SPECS = "reproductions"
@@ -73,7 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_nonnegative_int, default=0, help="the run's seed (default 0)")
     run.add_argument(
         "--profile",
-        choices=("full", "short", "smoke"),
+        choices=PROFILES,
         default="full",
         help="full: the spec as written; short: a tenth of the epochs; smoke: a small subset, one epoch per phase",
     )
@@ -132,7 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
     sweep.add_argument("--variants", default="all", help="all (default) or a comma-separated list of variant names")
     sweep.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 of every run (default 1)")
-    sweep.add_argument("--profile", choices=("full", "short", "smoke"), default="full")
+    sweep.add_argument("--profile", choices=PROFILES, default="full")
     sweep.add_argument("--epochs", type=_positive_int, help="override the profile's epochs")
     sweep.add_argument("--subset", type=_positive_int, help="train on this many images")
     sweep.add_argument(
@@ -280,7 +281,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 protocol = load_protocol(path)
                 lines.append(f"{path}: ok (protocol '{protocol.name}')")
             else:
-                (spec,) = _load([path])
+                spec = load_spec(path)
                 lines.append(f"{spec.path}: ok ({len(spec.variants)} variants, {len(spec.claims)} claims)")
         except SpecError as error:
             problems += error.problems
@@ -425,9 +426,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         record = run(spec, variant, options, args.results, ConsoleEvents(args.quiet))
-    except (RunError, DataError, BudgetError, CheckpointError, SpecError) as error:
-        if isinstance(error, SpecError):
-            raise
+    except (RunError, DataError, BudgetError, CheckpointError) as error:
         raise UsageError(str(error)) from None
     return EXIT_OK if record["status"] == "complete" else EXIT_FAILURE
 
@@ -530,8 +529,6 @@ SPEED_IMAGES = 8192  # enough distinct images for every timed loop; the naive pa
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    import os
-
     import numpy as np
 
     from harness.data import DataError, load_cifar10
@@ -581,13 +578,10 @@ def cmd_speed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _leaderboard(
-    args: argparse.Namespace, latency: bool
-) -> tuple[list[Spec], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Specs, records and leaderboard rows for table, plot and compare."""
+def _inputs(args: argparse.Namespace) -> tuple[list[Spec], Protocol | None, list[dict[str, Any]]]:
+    """The specs, the common protocol (None when there is none) and the records: table, plot, compare."""
     from harness.record import load_records
     from harness.spec import load_protocol
-    from harness.table import rows
 
     specs = _load(args.specs or _default_specs())
     common_path = args.common or Path(DEFAULT_SPECS) / "common.toml"
@@ -595,6 +589,16 @@ def _leaderboard(
     records, problems = load_records(args.results)
     for problem in problems:
         print(f"harness: warning: {problem}", file=sys.stderr)
+    return specs, common, records
+
+
+def _leaderboard(
+    args: argparse.Namespace, latency: bool
+) -> tuple[list[Spec], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Specs, records and leaderboard rows for table and plot."""
+    from harness.table import rows
+
+    specs, common, records = _inputs(args)
     return specs, records, rows(specs, records, common, latency=latency)
 
 
@@ -677,11 +681,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.stats import welch
     from harness.table import evidence
 
-    specs, records, _ = _leaderboard(args, latency=False)
+    specs, common, records = _inputs(args)  # no leaderboard: compare needs no sizes, timings or audit
     by_name = {spec.name: spec for spec in specs}
     protocol = None
-    if args.protocol == "common":
-        protocol = load_protocol(args.common or Path(DEFAULT_SPECS) / "common.toml")
+    if args.protocol == "common":  # without a common.toml, load_protocol raises its own clear error
+        protocol = common or load_protocol(Path(DEFAULT_SPECS) / "common.toml")
     sides = []
     for label in (args.a, args.b):
         report, _, variant = label.partition("/")

@@ -21,7 +21,7 @@ import submitit
 
 from harness.data import load_cifar10
 from harness.record import find_record
-from harness.spec import Spec, resolve_protocol, with_protocol
+from harness.spec import Spec, load_spec, resolve_protocol, with_protocol
 from harness.train import RunOptions, Silent, run, run_key
 
 POLL_SECONDS = 2.0
@@ -54,8 +54,6 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         import torch
 
-        from harness.spec import load_spec
-
         if self.threads:
             torch.set_num_threads(self.threads)
         record = run(
@@ -72,9 +70,10 @@ def plan(
     seen_common: set[tuple[str, int]] = set()
     wanted = None if variants == "all" else [v.strip() for v in variants.split(",") if v.strip()]
     for spec in specs:
-        names = list(spec.variants) if wanted is None else [spec.variant(v).name for v in wanted if v in spec.variants]
+        names = list(spec.variants) if wanted is None else [v for v in wanted if v in spec.variants]
         if wanted is not None and not names:
             continue
+        resolved = {protocol: resolve_protocol(spec, protocol) for protocol in protocols}  # read each file once
         teachers = set()
         for n in names:  # students that will train their teacher: it runs first, in its own job
             linked, distill = spec.teacher_of(spec.variants[n]), spec.variants[n].recipe.train.distill
@@ -82,7 +81,7 @@ def plan(
                 teachers.add(linked[1].name)
         for name in dict.fromkeys([*teachers, *names]):  # a student's teacher joins the sweep
             for protocol in protocols:
-                variant = with_protocol(spec, spec.variants[name], resolve_protocol(spec, protocol))
+                variant = with_protocol(spec, spec.variants[name], resolved[protocol])
                 if protocol != "own" and name not in names:
                     continue  # a teacher that joined for its students matters under their own recipe only
                 for seed in range(seeds):
@@ -100,10 +99,12 @@ def finished(specs: list[Spec], tasks: list[Task], data: str | None) -> dict[Tas
     """The tasks whose record already exists (complete), so a re-issued sweep skips them."""
     data_sha = load_cifar10(data).sha256
     by_path = {str(spec.path): spec for spec in specs}
+    protocols = {(t.spec_path, t.options.protocol) for t in tasks}
+    resolved = {(path, p): resolve_protocol(by_path[path], p) for path, p in protocols}  # each file read once
     done = {}
     for task in tasks:
         spec = by_path[task.spec_path]
-        variant = with_protocol(spec, spec.variants[task.variant], resolve_protocol(spec, task.options.protocol))
+        variant = with_protocol(spec, spec.variants[task.variant], resolved[(task.spec_path, task.options.protocol)])
         record = find_record(Path(task.results), run_key(spec, variant, task.options, data_sha))
         if record is not None:
             done[task] = record

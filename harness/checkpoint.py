@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -55,15 +56,14 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 def save_file(path: Path, state: dict[str, Any]) -> str:
     """torch.save `state` to `path` atomically, with its sha256 beside it; returns the hash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        torch.save(state, tmp)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    digest = _sha256(Path(tmp.name))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()  # hashed in memory, not read back from disk
+    # The sidecar first: a crash between the two leaves a checkpoint that fails its check, never one
+    # that passes it wrongly.
     atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
-    os.replace(tmp.name, path)
-    _fsync_dir(path.parent)
+    atomic_write_bytes(path, data)
     return digest
 
 

@@ -13,17 +13,16 @@ from harness.data import load_cifar10
 from harness.models import MODELS, build_model
 from harness.robustness import corrupted_accuracy
 from harness.spec import as_tuples
-from harness.train import Precision, RunError, evaluate_arrays, resolve_device
+from harness.train import TEST_SUBSET_SEED, Precision, RunError, evaluate_arrays, resolve_device, subset_of
 
 EVAL_BATCH = 256
-SUBSET_SEED = 2  # the same fixed test subset as a run's budget uses
 
 
 def evaluate_checkpoint(
     path: Path, data: str | None, subset: int | None, device_name: str, corruptions: bool
 ) -> dict[str, Any]:
     """Clean (and corrupted) test accuracy of the model in a harness checkpoint."""
-    state = checkpoint.load_file(path, verify=path.with_name(path.name + ".sha256").exists())
+    state = checkpoint.load_file(path, verify=False)  # still checked whenever its .sha256 lies beside it
     if "model_config" not in state or "normalization" not in state:
         raise checkpoint.CheckpointError(f"{path}: not a harness model checkpoint (no model_config/normalization)")
     config = state["model_config"]
@@ -49,7 +48,7 @@ def evaluate_checkpoint(
     if subset is not None:
         if subset > len(index):
             raise RunError(f"--subset {subset} exceeds the {len(index)} test images")
-        index = np.sort(np.random.default_rng(SUBSET_SEED).permutation(index)[:subset])
+        index = subset_of(index, subset, TEST_SUBSET_SEED)  # a run's test subset (spec val_seed 0)
     images, labels = cifar.test_x[index], cifar.test_y[index]
     mean, std = tuple(state["normalization"]["mean"]), tuple(state["normalization"]["std"])
     precision = Precision(None, False)

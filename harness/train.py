@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import random
@@ -129,7 +130,6 @@ class TrainSource:
         if wanted == "auto":
             wanted = "batched" if fastaug.supported(recipe.augment.train) else "torchvision"
         self.kind, self.device, self.workers = wanted, device, workers
-        self.recipe = recipe
         if wanted == "batched":
             self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
             self.labels = torch.from_numpy(labels).to(device)
@@ -138,12 +138,9 @@ class TrainSource:
                 f"augmentation: batched on {device.type} (harness.fastaug), same distributions as torchvision"
             )
         else:
-            transform = torchvision_pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
-            self.dataset = AugmentedImages(images, labels, transform)
+            self.transform = torchvision_pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
+            self.dataset = AugmentedImages(images, labels, self.transform)
             self.description = "augmentation: per-sample torchvision pipeline"
-
-    def __len__(self) -> int:
-        return len(self.images) if self.kind == "batched" else len(self.dataset)
 
     def batches(
         self, batch_size: int, gen: torch.Generator, aug_gen: torch.Generator
@@ -181,8 +178,9 @@ class TrainSource:
                 )
                 yield self.pipeline(x, gen), torch.from_numpy(labels[start : start + batch_size]).to(self.device)
             return
-        transform = torchvision_pipeline(self.recipe.augment.train, self.recipe.data.mean, self.recipe.data.std)
-        loader = DataLoader(AugmentedImages(images, labels, transform), batch_size=batch_size, num_workers=self.workers)
+        loader = DataLoader(
+            AugmentedImages(images, labels, self.transform), batch_size=batch_size, num_workers=self.workers
+        )
         with _forked_rng(seed):
             for x, y in loader:
                 yield x.to(self.device), y.to(self.device)
@@ -227,16 +225,24 @@ class Splits:
     test: np.ndarray
 
 
+def subset_of(index: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """A fixed random subset, sorted (a random one because the arrays are ordered by class)."""
+    return np.sort(np.random.default_rng(seed).permutation(index)[:count])
+
+
+TEST_SUBSET_SEED = 2  # offset from the spec's val_seed; `harness eval --subset` uses it with val_seed 0
+
+
 def make_splits(data: Cifar10, recipe: Recipe, budget: Budget) -> Splits:
     """The fixed validation split, then the budget's subsets (the same images for every seed)."""
     train, val = split_indices(len(data.train_x), recipe.data.val_size, recipe.data.val_seed)
     if budget.train_images is not None:
-        train = np.sort(np.random.default_rng(recipe.data.val_seed + 1).permutation(train)[: budget.train_images])
-    if budget.val_images is not None:  # a random subset: the arrays are ordered by class
-        val = np.sort(np.random.default_rng(recipe.data.val_seed + 3).permutation(val)[: budget.val_images])
+        train = subset_of(train, budget.train_images, recipe.data.val_seed + 1)
+    if budget.val_images is not None:
+        val = subset_of(val, budget.val_images, recipe.data.val_seed + 3)
     test = np.arange(len(data.test_x))
     if budget.test_images is not None:
-        test = np.sort(np.random.default_rng(recipe.data.val_seed + 2).permutation(test)[: budget.test_images])
+        test = subset_of(test, budget.test_images, recipe.data.val_seed + TEST_SUBSET_SEED)
     return Splits(train, val, test)
 
 
@@ -732,7 +738,7 @@ def _teacher(
         path = Path(given)
         events.message(f"teacher: loading {path}")
     else:
-        teacher_options = RunOptions(**{**asdict(options), "resume": options.resume, "teacher_checkpoint": None})
+        teacher_options = dataclasses.replace(options, teacher_checkpoint=None)
         teacher_record = run(teacher_spec, teacher_variant.name, teacher_options, results, events)
         if teacher_record["status"] != "complete":
             raise RunError(

@@ -294,7 +294,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_measure(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.measure import device_name, store_timing, time_model, timing_dict
+    from harness.measure import device_name, store_timing, time_model, timing_devices, timing_dict
     from harness.models import build_model
     from harness.table import budget_cell, size_columns
 
@@ -304,7 +304,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         if args.variant
         else [(spec, name) for spec in specs for name in spec.variants]
     )
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = timing_devices()
     timings: dict[tuple[Any, str], Any] = {}
     out = []
     for spec, name in entries:

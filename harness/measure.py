@@ -21,6 +21,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -139,7 +140,8 @@ def other_cpu_use(window_s: float = 0.2) -> float | None:
     return (busy1 - busy0) / max(1, total1 - total0)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that wall-clock timings cover it (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -154,25 +156,26 @@ def time_model(
 ) -> Timing:
     """Latency at batch 1 (median, p90) and throughput at batch 256, eval mode, inference only."""
     model = model.to(device).eval()
-    x1, x256 = _example(model, input_size, 1), _example(model, input_size, 256 if rounds_b256 else 1)
+    x1 = _example(model, input_size, 1)
     load_before = other_cpu_use() if device.type == "cpu" else None
     times: list[float] = []
     with torch.inference_mode():
         for i in range(warmup + rounds_b1):
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             model(x1)
-            _sync(device)
+            sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
         elapsed = 0.0
         if rounds_b256:
+            x256 = _example(model, input_size, 256)
             model(x256)  # warm-up at the large batch: allocator and kernel selection
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             for _ in range(rounds_b256):
                 model(x256)
-            _sync(device)
+            sync(device)
             elapsed = time.perf_counter() - start
     deciles = statistics.quantiles(times, n=10)
     loads = [x for x in (load_before, other_cpu_use() if device.type == "cpu" else None) if x is not None]
@@ -190,25 +193,34 @@ def time_model(
     )
 
 
-def cached_timing(model_cfg: Section, device: torch.device, rounds_b1: int = 20, rounds_b256: int = 0) -> Timing:
-    """A timing from the on-disk cache (same model, device, threads and torch), else measured and stored.
+def timing_devices() -> list[torch.device]:
+    """The devices latency is measured on: the CPU, and the GPU where CUDA is present."""
+    return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+
+
+def _timings_file() -> Path:
+    from harness.data import cache_dir
+
+    return cache_dir() / "timings.json"
+
+
+def _read_timings() -> dict[str, Any]:
+    try:
+        return json.loads(_timings_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_timing(model_cfg: Section, device: torch.device) -> Timing:
+    """A batch-1 timing from the on-disk cache (same model, device, threads and torch), else measured and stored.
 
     The cache lives at $HARNESS_CACHE/timings.json; `harness measure` refreshes it.
     """
-    from harness.data import cache_dir
-
-    path = cache_dir() / "timings.json"
-    key = _timing_key(model_cfg, device)
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
-    entry = cache.get(key)
-    if entry is not None and (rounds_b256 == 0 or entry.get("throughput_img_s_b256") is not None):
-        known = {k: v for k, v in entry.items() if k in Timing.__dataclass_fields__}
-        return Timing(**known)
+    entry = _read_timings().get(_timing_key(model_cfg, device))
+    if entry is not None:
+        return Timing(**{k: v for k, v in entry.items() if k in Timing.__dataclass_fields__})
     torch.manual_seed(0)
-    timing = time_model(build_model(model_cfg), device, getattr(model_cfg, "input_size", 32), rounds_b1, rounds_b256)
+    timing = time_model(build_model(model_cfg), device, getattr(model_cfg, "input_size", 32), 20, rounds_b256=0)
     store_timing(model_cfg, device, timing)
     return timing
 
@@ -216,17 +228,12 @@ def cached_timing(model_cfg: Section, device: torch.device, rounds_b1: int = 20,
 def store_timing(model_cfg: Section, device: torch.device, timing: Timing) -> None:
     """Cache a timing, unless it was taken on a busy machine (the next table measures again)."""
     from harness.checkpoint import atomic_write_json
-    from harness.data import cache_dir
 
     if timing.busy:
         return
-    path = cache_dir() / "timings.json"
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_timings()
     cache[_timing_key(model_cfg, device)] = asdict(timing)
-    atomic_write_json(path, cache)
+    atomic_write_json(_timings_file(), cache)
 
 
 def _timing_key(model_cfg: Section, device: torch.device) -> str:

@@ -17,9 +17,9 @@ from harness.record import run_label
 from harness.table import budget_text
 
 AXES = {
-    "params": ("parameters (millions)", 1e-6),
-    "macs": ("MACs per image (millions)", 1e-6),
-    "cpu_latency_ms_b1": ("CPU latency, batch 1 (ms)", 1.0),
+    "params": ("parameters (millions)", 1e-6, "params"),  # row key: (axis label, scale, file name part)
+    "macs": ("MACs per image (millions)", 1e-6, "macs"),
+    "cpu_latency_ms_b1": ("CPU latency, batch 1 (ms)", 1.0, "latency"),
 }
 
 
@@ -40,7 +40,7 @@ def pareto_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for key, (label, scale) in AXES.items():
+    for key, (label, scale, stem) in AXES.items():
         fig, ax = plt.subplots(figsize=(11, 6))
         entries = [row for row in rows if row.get(key) is not None and row.get("role") == "model"]
         claimed = [(r[key] * scale, r["claim_value"], i) for i, r in enumerate(entries, 1) if r.get("claim_value")]
@@ -77,7 +77,7 @@ def pareto_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
                 )
             fig.text(0.70, 0.5, key_text, fontsize=7, va="center", family="monospace")
         fig.tight_layout(rect=(0, 0, 0.69, 1))
-        path = out / f"pareto_{key.split('_')[0] if key != 'cpu_latency_ms_b1' else 'latency'}.png"
+        path = out / f"pareto_{stem}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)

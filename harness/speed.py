@@ -25,10 +25,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from harness.losses import mix_batch, mixing_this_epoch, training_loss, unmixed
-from harness.measure import device_name, full_recipe_estimate, probe_batch, probe_loss, step_flops
+from harness.measure import device_name, full_recipe_estimate, probe_batch, probe_loss, step_flops, sync
 from harness.models import build_model, fold_batchnorm
 from harness.spec import Recipe, Spec
-from harness.train import TrainSource, build_optimizer, choose_precision, seed_epoch, training_step
+from harness.train import (
+    TrainSource,
+    build_optimizer,
+    choose_precision,
+    optimizer_step,
+    seed_epoch,
+    training_step,
+)
 
 NAIVE_WORKERS = 2
 
@@ -69,13 +76,11 @@ def _timed(step: Any, batches: int, warmup: int, device: torch.device) -> float:
     """Seconds for `batches` calls of step() after `warmup` untimed ones."""
     for _ in range(warmup):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     start = time.perf_counter()
     for _ in range(batches):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -85,12 +90,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repe
     b = torch.randn(size, size, device=device).to(dtype)
     times = []
     for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         start = time.perf_counter()
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         if i:
             times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times)
@@ -112,7 +115,8 @@ def measure_speed(
     recipe = variant.recipe
     batch = recipe.train.batch_size
     precision, _ = choose_precision(recipe, device, precision_choice)
-    teacher_recipe = spec.teacher_of(variant)[1].recipe if spec.teacher_of(variant) else None
+    linked = spec.teacher_of(variant)
+    teacher_recipe = linked[1].recipe if linked else None
 
     def models(channels_last: bool) -> tuple[nn.Module, nn.Module | None]:
         torch.manual_seed(0)
@@ -129,10 +133,7 @@ def measure_speed(
     x, y = probe_batch(batch, device, precision.channels_last)
 
     def bare_step() -> None:
-        loss = probe_loss(model, teacher, x, y, precision, device)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(model, optimizer, probe_loss(model, teacher, x, y, precision, device), clip=None)
 
     bare = steps * batch / _timed(bare_step, steps, warmup, device)
     flops_per_image = step_flops(model, teacher, batch, precision, device)

@@ -9,13 +9,12 @@ import statistics
 from collections import defaultdict
 from typing import Any, Literal
 
-import torch
 from tabulate import tabulate
 
 from harness.audit import audit, legend
-from harness.measure import cached_timing, size_of
+from harness.measure import cached_timing, size_of, timing_devices
 from harness.spec import Claim, Protocol, Spec, with_protocol
-from harness.stats import judge, summarize
+from harness.stats import Summary, judge, summarize
 
 Format = Literal["markdown", "csv", "json"]
 PROFILE_RANK = {"full": 0, "short": 1, "smoke": 2}
@@ -97,15 +96,17 @@ def evidence(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return min(groups.items(), key=strength)[1]
 
 
-def verdict(runs: list[dict[str, Any]], claim: Claim | None) -> str:
-    """reproduced / below claim / above claim, or why the results cannot say (see stats.judge)."""
+def verdict(runs: list[dict[str, Any]], claim: Claim | None, summary: Summary | None) -> str:
+    """reproduced / below claim / above claim, or why the results cannot say (see stats.judge).
+
+    `summary` is the runs' test accuracies, already summarised by the caller.
+    """
     if not runs:
         return "not run"
     if not all(r.get("is_reproduction") for r in runs):
         return "not run at full budget"
     if claim is None or claim.split != "cifar10-test":
         return "no test-set claim"
-    summary = summarize([r["test_acc"] for r in runs])
     assert summary is not None
     return judge(summary, claim.value, claim.step)
 
@@ -127,7 +128,7 @@ def rows(
         by_hash[record["spec_hash"]].append(record)
         if record.get("protocol", "own") == "own":
             by_entry[(record["report"], record["variant"])] += 1
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = timing_devices()
     out = []
     for spec in specs:
         for name, variant in spec.variants.items():
@@ -160,7 +161,7 @@ def rows(
                     "test_acc_std": summary.std if summary else None,
                     "ci95": list(summary.ci95) if summary and summary.ci95 else None,
                     "delta": summary.mean - claim.value if summary and claim else None,
-                    "verdict": verdict(runs, claim),
+                    "verdict": verdict(runs, claim, summary),
                     "report_rule_acc_mean": _mean(rule_values),
                     "corrupted_acc_mean": _mean(robust),
                     "device_hours_mean": _mean([r["device_hours"] for r in runs if r.get("device_hours") is not None]),

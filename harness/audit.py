@@ -95,7 +95,7 @@ def audit(spec: Spec, variant: str) -> list[Finding]:
     if differs:
         found.append(Finding(FLAGS["code-differs"], "; ".join(f"{d.key}: {d.note}" for d in differs)))
 
-    steps_per_epoch = math.ceil((50_000 - recipe.data.val_size) / recipe.train.batch_size)
+    steps_per_epoch = math.ceil(recipe.data.train_size / recipe.train.batch_size)
     horizon = recipe.train.schedule.horizon_epochs(steps_per_epoch)
     if horizon is not None and recipe.train.epochs < horizon:
         found.append(

@@ -11,13 +11,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from harness.data import SPLIT_SIZES
 from harness.spec import Phase, Recipe
 
 Profile = Literal["full", "short", "smoke"]
 PROFILES: tuple[Profile, ...] = ("full", "short", "smoke")
 SHORT_FRACTION = 0.1  # short: a tenth of the epochs on all the data
 SMOKE_TRAIN_IMAGES = 1024  # smoke: a small subset, and one epoch per training phase
-TEST_IMAGES = 10_000
+TEST_IMAGES = SPLIT_SIZES["test"]
 
 
 class BudgetError(ValueError):
@@ -61,7 +62,7 @@ def make_budget(recipe: Recipe, profile: Profile, epochs: int | None = None, sub
     if subset is not None and subset < 1:
         raise BudgetError(f"--subset must be at least 1, got {subset}")
     train = subset if subset is not None else train
-    available = 50_000 - recipe.data.val_size
+    available = recipe.data.train_size
     if train is not None and train > available:
         raise BudgetError(f"--subset {train} exceeds the {available} training images left after the validation split")
     val = None if train is None or recipe.data.val_size == 0 else min(recipe.data.val_size, max(64, train // 4))

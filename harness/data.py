@@ -51,19 +51,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
 
-def load_cifar10(path: str | Path | None = None, download: bool = True) -> Cifar10:
+def load_cifar10(path: str | Path | None = None) -> Cifar10:
     """The dataset from `path` (or HARNESS_DATA, or torchvision's download), via the decode cache."""
     path = path or os.environ.get("HARNESS_DATA")
     if path is None:
-        return _torchvision(cache_dir() / "torchvision", download=download)
+        return _torchvision(cache_dir() / "torchvision", download=True)
     source = Path(path).expanduser()
     if not source.exists():
         raise DataError(
             f"{source}: no such file or folder (expected CIFAR-10 as a torchvision folder, "
             "a folder of train/<class>/ and test/<class>/ images, or a .tar.gz of one)"
         )
-    if source.is_dir() and _torchvision_folder(source) is not None:
-        return _torchvision(_torchvision_folder(source), download=False)
+    if source.is_dir() and (folder := _torchvision_folder(source)) is not None:
+        return _torchvision(folder, download=False)
     if source.is_file() and not tarfile.is_tarfile(source):
         raise DataError(f"{source}: not a tar archive (expected a .tar.gz of train/<class>/ and test/<class>/ images)")
     key = _quick_key(source)
@@ -266,9 +266,14 @@ class AugmentedImages(torch.utils.data.Dataset):
         return self.transform(image), int(self.labels[index])
 
 
+def to_float(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+
+
 def normalize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """The test transform for a whole batch: uint8 NHWC -> float NCHW in [0, 1] -> (x - mean) / std."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    x = to_float(images)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - m) / s

@@ -277,7 +277,7 @@ def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, precisio
 
 def full_recipe_estimate(recipe: Any, flops_per_image: float, images_per_s: float) -> dict[str, float]:
     """Hours for the spec's full recipe here (at the measured rate) and on an H100 (from its FLOPs)."""
-    train_images = 50_000 - recipe.data.val_size
+    train_images = recipe.data.train_size
     total_images = recipe.train.epochs * train_images
     return {
         "epochs": recipe.train.epochs,

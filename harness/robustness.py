@@ -16,6 +16,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from harness.data import to_float
+
 SEVERITIES = (1, 2, 3)
 PARAMETERS: dict[str, tuple[float, float, float]] = {
     "gaussian_noise": (0.04, 0.08, 0.10),  # std of additive noise, pixels in [0, 1]
@@ -26,22 +28,18 @@ PARAMETERS: dict[str, tuple[float, float, float]] = {
 }
 
 
-def _to_float(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
-
-
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _noise(images: np.ndarray, std: float, seed: int) -> np.ndarray:
-    x = _to_float(images)
+    x = to_float(images)
     return _to_uint8(x + std * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)))
 
 
 def _blur(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     kernel = 2 * math.ceil(3 * sigma) + 1
-    return _to_uint8(TF.gaussian_blur(_to_float(images), [kernel, kernel], [sigma, sigma]))
+    return _to_uint8(TF.gaussian_blur(to_float(images), [kernel, kernel], [sigma, sigma]))
 
 
 def _jpeg(images: np.ndarray, quality: float, seed: int) -> np.ndarray:
@@ -54,13 +52,13 @@ def _jpeg(images: np.ndarray, quality: float, seed: int) -> np.ndarray:
 
 
 def _contrast(images: np.ndarray, factor: float, seed: int) -> np.ndarray:
-    x = _to_float(images)
+    x = to_float(images)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return _to_uint8((x - mean) * factor + mean)
 
 
 def _brightness(images: np.ndarray, shift: float, seed: int) -> np.ndarray:
-    return _to_uint8(_to_float(images) + shift)
+    return _to_uint8(to_float(images) + shift)
 
 
 CORRUPTIONS: dict[str, Callable[[np.ndarray, float, int], np.ndarray]] = {

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 from pydantic import BaseModel, Field, ValidationError
 
 from harness.augment import OPS
+from harness.data import SPLIT_SIZES
 from harness.models import MODELS
 from harness.optim import OPTIMIZERS, SCHEDULES
 from harness.registry import Registry, did_you_mean
@@ -143,9 +144,14 @@ class Data(Section):
     dataset: Literal["cifar10"] = "cifar10"
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    val_size: int = Field(5000, ge=0, lt=50_000)
+    val_size: int = Field(5000, ge=0, lt=SPLIT_SIZES["train"])
     val_seed: int = 0
     val_transform: Literal["eval", "train"] = "eval"
+
+    @property
+    def train_size(self) -> int:
+        """Training images left after the validation split."""
+        return SPLIT_SIZES["train"] - self.val_size
 
     def problems(self) -> list[tuple[str, str]]:
         return [("std", "every std must be > 0")] if min(self.std) <= 0 else []

@@ -25,12 +25,22 @@ class _Op(Section):
     def torchvision(self) -> nn.Module:
         raise NotImplementedError
 
+    def problems(self) -> list[tuple[str, str]]:
+        """Cross-field checks, as (key, message) pairs."""
+        return []
+
+
+def _ordered_pair(key: str, pair: tuple[float, float], low: float, high: float) -> list[tuple[str, str]]:
+    if not (low <= pair[0] <= pair[1] <= high):
+        return [(key, f"expected {low} <= first <= second <= {high}, got {list(pair)}")]
+    return []
+
 
 @OPS.register("random_crop")
 class RandomCrop(_Op):
     op: Literal["random_crop"]
     size: int = Field(32, gt=0)
-    padding: int = Field(0, ge=0)
+    padding: int = Field(0, ge=0, le=32)
     padding_mode: Literal["constant", "reflect", "edge", "symmetric"] = "constant"
     fill: int = Field(0, ge=0, le=255)
 
@@ -92,7 +102,7 @@ class Autocontrast(_Op):
 @OPS.register("sharpness")
 class Sharpness(_Op):
     op: Literal["sharpness"]
-    factor: float = Field(ge=0)
+    factor: float = Field(ge=0, le=1000)
     p: float = Field(0.5, ge=0.0, le=1.0)
 
     def torchvision(self) -> nn.Module:
@@ -111,12 +121,16 @@ class AutoAugment(_Op):
 @OPS.register("gaussian_blur")
 class GaussianBlur(_Op):
     op: Literal["gaussian_blur"]
-    kernel_size: int = Field(3, gt=0)
+    kernel_size: int = Field(3, gt=0, le=31)
     sigma: tuple[float, float] = (0.1, 2.0)
     p: float = Field(1.0, ge=0.0, le=1.0)
 
     def torchvision(self) -> nn.Module:
         return T.RandomApply([T.GaussianBlur(self.kernel_size, self.sigma)], p=self.p)
+
+    def problems(self) -> list[tuple[str, str]]:
+        odd = [] if self.kernel_size % 2 else [("kernel_size", f"must be odd, got {self.kernel_size}")]
+        return odd + _ordered_pair("sigma", self.sigma, 1e-3, 100.0)
 
 
 @OPS.register("random_erasing")
@@ -132,6 +146,9 @@ class RandomErasing(_Op):
 
     def torchvision(self) -> nn.Module:
         return T.RandomErasing(self.p, self.scale, self.ratio, self.value)
+
+    def problems(self) -> list[tuple[str, str]]:
+        return _ordered_pair("scale", self.scale, 1e-6, 1.0) + _ordered_pair("ratio", self.ratio, 1e-3, 1e3)
 
 
 def torchvision_pipeline(ops: tuple[_Op, ...], mean: tuple[float, ...], std: tuple[float, ...]) -> T.Compose:

@@ -71,14 +71,37 @@ def make_budget(recipe: Recipe, profile: Profile, epochs: int | None = None, sub
 
 
 def compress(recipe: Recipe, budget: Budget) -> Recipe:
-    """The recipe with every epoch count scaled to the budget; unchanged for a full budget."""
-    if budget.epochs == recipe.train.epochs:
+    """The recipe scaled to the budget; unchanged for the recipe's own epochs and data.
+
+    Epoch counts (epochs, phases, epoch-stepped schedules) scale with the epochs; a batch-stepped
+    schedule's horizon scales with the optimizer steps the budget actually takes, so that a OneCycle
+    on a data subset still completes its cycle. Warm-ups keep their starting factor (schedule.scaled).
+    """
+    spec_steps = recipe.train.epochs * _steps_per_epoch(recipe.data.train_size, recipe.train.batch_size)
+    steps = budget.epochs * _steps_per_epoch(budget.train_images or recipe.data.train_size, recipe.train.batch_size)
+    if budget.epochs == recipe.train.epochs and steps == spec_steps:
         return recipe
-    factor = budget.time_scale
     train = recipe.train
     phases = _scaled_phases(train.phases, budget.epochs)
-    update = {"epochs": budget.epochs, "schedule": train.schedule.scaled(factor), "phases": phases}
+    schedule = train.schedule.scaled(budget.time_scale, steps / spec_steps)
+    update = {"epochs": budget.epochs, "schedule": schedule, "phases": phases}
     return recipe.model_copy(update={"train": train.model_copy(update=update)})
+
+
+def _steps_per_epoch(images: int, batch_size: int) -> int:
+    return math.ceil(images / batch_size)
+
+
+def check_fits(budget: Budget, recipe: Recipe, train_count: int, test_count: int, source: str) -> None:
+    """Raise BudgetError unless the data has the images the split and the budget take."""
+    needed = recipe.data.val_size + (budget.train_images or 1)
+    if train_count < needed:
+        raise BudgetError(
+            f"{source}: has {train_count:,} training images, but the validation split ({recipe.data.val_size:,}) "
+            f"and the training set ({budget.train_images or 'at least 1'}) need {needed:,}"
+        )
+    if test_count < (budget.test_images or 1):
+        raise BudgetError(f"{source}: has {test_count:,} test images, the budget tests on {budget.test_images:,}")
 
 
 def _scaled_phases(phases: tuple[Phase, ...], epochs: int) -> tuple[Phase, ...]:

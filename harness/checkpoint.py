@@ -76,12 +76,19 @@ def load_file(path: Path, verify: bool = True) -> dict[str, Any]:
         if not sidecar.exists():
             raise CheckpointError(f"{path}: no {sidecar.name} to verify it against")
         expected = (sidecar.read_text(encoding="utf-8").split() or [""])[0]
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise CheckpointError(f"{path}: hash mismatch (truncated or corrupt)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+        # PyTorch's message is a paragraph; its first line says what failed.
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"{path}: unreadable, not a PyTorch checkpoint ({type(error).__name__}: {first})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, expected a checkpoint dictionary")
+    return state
 
 
 def save(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
@@ -185,7 +192,8 @@ def _checkpoints(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)), reverse=True)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,7 +19,8 @@ from harness.spec import Protocol, Spec, SpecError, load_spec, load_specs
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_SPECS = "reproductions"
-DEFAULT_RESULTS = "results"
+SHIPPED_RESULTS = "results"  # the committed records: changed only on purpose (--results results)
+DEFAULT_RESULTS = "runs"  # where `run` and `sweep` write unless told otherwise (git-ignored)
 
 
 class UsageError(Exception):
@@ -34,6 +36,13 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # restored on return: callers (and tests) keep their own handler
+        warnings.showwarning = _one_line_warning
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; every expected failure becomes one line on stderr and an exit status."""
     try:
         return args.func(args)
     except SpecError as error:
@@ -50,6 +59,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader left (`harness table | head`): stop quietly, as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as error:  # the file system refused (permissions, a full disk): the path is the news
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"harness: error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:
+        if os.environ.get("HARNESS_TRACEBACK"):
+            raise
+        first = (str(error).splitlines() or [""])[0][:300]
+        print(
+            f"harness: internal error: {type(error).__name__}: {first} "
+            "(a bug: please report it; HARNESS_TRACEBACK=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    print(f"harness: warning: {message}", file=sys.stderr)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -65,35 +92,42 @@ def _build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--variant", help="measure only this variant (default: all)")
     measure.add_argument("--json", action="store_true", help="print a JSON array, one object per variant")
     measure.add_argument("--no-latency", action="store_true", help="skip the timing (params and MACs only)")
-    measure.add_argument("--rounds", type=_positive_int, default=50, help="timed batch-1 calls (default 50)")
+    measure.add_argument("--rounds", type=_count, default=50, help="timed batch-1 calls (default 50)")
     measure.set_defaults(func=cmd_measure)
 
     run = commands.add_parser("run", help="train and evaluate one variant; writes a result record")
     run.add_argument("spec", type=Path, metavar="SPEC")
     run.add_argument("--variant", help="the variant to run (default: the spec's default_variant)")
-    run.add_argument("--seed", type=_nonnegative_int, default=0, help="the run's seed (default 0)")
+    run.add_argument("--seed", type=_seed, default=0, help="the run's seed (default 0)")
     run.add_argument(
         "--profile",
         choices=PROFILES,
         default="full",
         help="full: the spec as written; short: a tenth of the epochs; smoke: a small subset, one epoch per phase",
     )
-    run.add_argument("--epochs", type=_positive_int, help="override the profile's epochs (schedules are compressed)")
-    run.add_argument("--subset", type=_positive_int, help="train on this many images (validation and test shrink too)")
+    run.add_argument("--epochs", type=_epochs, help="override the profile's epochs (schedules are compressed)")
+    run.add_argument("--subset", type=_images, help="train on this many images (validation and test shrink too)")
     run.add_argument(
         "--data",
         help="local CIFAR-10: a torchvision folder, a folder of class subfolders, or a .tar.gz "
         "(default: $HARNESS_DATA, else torchvision's download)",
     )
-    run.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS), help="where records and checkpoints go")
+    run.add_argument(
+        "--results",
+        type=_output_dir,
+        default=Path(DEFAULT_RESULTS),
+        help=f"where records and checkpoints go (default {DEFAULT_RESULTS}/)",
+    )
     run.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     run.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     run.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact resumes on CPU)")
-    run.add_argument("--workers", type=_nonnegative_int, default=0, help="data-loading worker processes (default 0)")
+    run.add_argument("--workers", type=_workers, default=0, help="data-loading worker processes (default 0)")
     run.add_argument(
         "--track-test",
-        action="store_true",
-        help="also score the test set every epoch, for the record only (the reports' selection rules)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also score the test set every epoch, for the record only: the figure a test-chosen claim's own "
+        "rule gives (default: at the full budget, for variants with such a claim)",
     )
     run.add_argument("--teacher-checkpoint", help="load the distillation teacher from this file instead of training it")
     run.add_argument(
@@ -132,10 +166,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="specs x variants x seeds x protocols, locally or on Slurm")
     sweep.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
     sweep.add_argument("--variants", default="all", help="all (default) or a comma-separated list of variant names")
-    sweep.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 of every run (default 1)")
+    sweep.add_argument("--seeds", type=_count, default=1, help="seeds 0..N-1 of every run (default 1)")
     sweep.add_argument("--profile", choices=PROFILES, default="full")
-    sweep.add_argument("--epochs", type=_positive_int, help="override the profile's epochs")
-    sweep.add_argument("--subset", type=_positive_int, help="train on this many images")
+    sweep.add_argument("--epochs", type=_epochs, help="override the profile's epochs")
+    sweep.add_argument("--subset", type=_images, help="train on this many images")
     sweep.add_argument(
         "--protocol",
         choices=("own", "common", "both"),
@@ -143,28 +177,31 @@ def _build_parser() -> argparse.ArgumentParser:
         help="each report's own recipe, the common protocol, or both",
     )
     sweep.add_argument("--executor", choices=("local", "slurm"), default="local")
-    sweep.add_argument("--parallel", type=_positive_int, default=1, help="runs at once (default 1)")
+    sweep.add_argument("--parallel", type=_parallel, default=1, help="runs at once (default 1)")
     sweep.add_argument("--slurm-partition", help="Slurm partition of every run")
-    sweep.add_argument("--gpus-per-run", type=_nonnegative_int, default=1, help="GPUs of each Slurm run (default 1)")
+    sweep.add_argument("--gpus-per-run", type=_gpus, default=1, help="GPUs of each Slurm run (default 1)")
     sweep.add_argument(
         "--cpus-per-run",
-        type=_positive_int,
+        type=_cpus,
         help="CPU threads of each run (default: cores / parallel locally, 8 on Slurm)",
     )
     sweep.add_argument(
         "--time-limit",
-        type=_positive_int,
+        type=_minutes,
         default=24 * 60,
         help="minutes per Slurm run before it is requeued from its checkpoint (default 1440)",
     )
-    sweep.add_argument("--retries", type=_nonnegative_int, default=1, help="resubmissions of a failed run (default 1)")
+    sweep.add_argument("--retries", type=_retries, default=1, help="resubmissions of a failed run (default 1)")
     sweep.add_argument("--data", help="local CIFAR-10 (default: $HARNESS_DATA, else torchvision's download)")
-    sweep.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS))
+    sweep.add_argument("--results", type=_output_dir, default=Path(DEFAULT_RESULTS), help=f"default {DEFAULT_RESULTS}/")
     sweep.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     sweep.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    sweep.add_argument("--logs", type=Path, help="submitit's job folder (default: RESULTS/sweep-logs)")
+    sweep.add_argument("--logs", type=_output_dir, help="submitit's job folder (default: RESULTS/sweep-logs)")
     sweep.add_argument(
-        "--track-test", action="store_true", help="as in harness run: test scored every epoch, for the record"
+        "--track-test",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="as in harness run (default: at the full budget, for variants with a test-chosen claim)",
     )
     sweep.add_argument(
         "--robustness",
@@ -178,7 +215,7 @@ def _build_parser() -> argparse.ArgumentParser:
     speed.add_argument("spec", type=Path, metavar="SPEC")
     speed.add_argument("--variant", help="the variant to time (default: the spec's default_variant)")
     speed.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    speed.add_argument("--steps", type=_positive_int, default=4, help="timed training steps per loop (default 4)")
+    speed.add_argument("--steps", type=_count, default=4, help="timed training steps per loop (default 4)")
     speed.add_argument("--data", help="local CIFAR-10 to draw images from (default: $HARNESS_DATA, else random images)")
     speed.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     speed.add_argument("--json", action="store_true")
@@ -198,7 +235,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="score a saved model on clean and corrupted test images")
     evaluate.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="final.pt or an epoch-NNNN.pt of a run")
     evaluate.add_argument("--data", help="local CIFAR-10 (default: $HARNESS_DATA, else torchvision's download)")
-    evaluate.add_argument("--subset", type=_positive_int, help="score only this many test images (a fixed subset)")
+    evaluate.add_argument("--subset", type=_images, help="score only this many test images (a fixed subset)")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     evaluate.add_argument("--no-corruptions", action="store_true", help="clean accuracy only")
     evaluate.add_argument("--json", action="store_true")
@@ -206,7 +243,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="PNG Pareto fronts and learning curves")
     _add_results_options(plot)
-    plot.add_argument("--out", type=Path, default=Path("plots"), help="folder for the PNG files (default plots/)")
+    plot.add_argument(
+        "--out", type=_output_dir, default=Path("plots"), help="folder for the PNG files (default plots/)"
+    )
     plot.add_argument("--no-latency", action="store_true", help="skip the latency front (no timing)")
     plot.set_defaults(func=cmd_plot)
 
@@ -227,7 +266,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_results_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--specs", nargs="+", type=Path, metavar="SPEC", help=f"default: {DEFAULT_SPECS}/*.toml")
-    parser.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS), help="folder of result records")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        help=f"a folder of result records; repeat for several (default: {SHIPPED_RESULTS}/ and {DEFAULT_RESULTS}/)",
+    )
     parser.add_argument(
         "--common",
         type=Path,
@@ -236,23 +280,44 @@ def _add_results_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _whole_number(minimum: int, expected: str) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum`, else one line saying what was expected."""
+def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum], else one line saying what was expected."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {minimum} to {maximum:,}, got {text!r}")
         return value
 
     return parse
 
 
-_positive_int = _whole_number(1, "a positive integer")
-_nonnegative_int = _whole_number(0, "a whole number >= 0")
+_seed = _whole_number(0, 2**63 - 1)  # seeds feed 64-bit generators
+_epochs = _whole_number(1, 100_000)
+_images = _whole_number(1, 10_000_000)  # checked against the data by the budget
+_count = _whole_number(1, 100_000)  # rounds, steps, seeds
+_workers = _whole_number(0, 256)
+_parallel = _whole_number(1, 10_000)
+_gpus = _whole_number(0, 64)
+_cpus = _whole_number(1, 4096)
+_minutes = _whole_number(1, 525_600)  # a year
+_retries = _whole_number(0, 100)
+
+
+def _output_dir(text: str) -> Path:
+    """An argparse type: a folder that exists or can be created here, never a file (checked before any work)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, expected a folder")
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: no permission to write in {existing}")
+    return path
 
 
 def _load(paths: Sequence[Path]) -> list[Spec]:
@@ -434,7 +499,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.budget import BudgetError, make_budget
     from harness.data import DataError
-    from harness.sweep import default_threads, execute, finished, make_executor, plan
+    from harness.sweep import default_threads, execute, finished, make_executor, plan, run_device_type
     from harness.train import RunOptions
 
     specs = _load(args.specs)
@@ -466,7 +531,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for task in tasks:  # every budget is checked before anything is submitted
             spec = next(s for s in specs if str(s.path) == task.spec_path)
             make_budget(spec.variants[task.variant].recipe, args.profile, args.epochs, args.subset)
-        done = finished(specs, tasks, args.data)
+        done = finished(specs, tasks, args.data, run_device_type(args.device, args.executor, args.gpus_per_run))
     except (BudgetError, DataError) as error:
         raise UsageError(str(error)) from None
     logs = args.logs or args.results / "sweep-logs"
@@ -586,7 +651,11 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Spec], Protocol | None, list
     specs = _load(args.specs or _default_specs())
     common_path = args.common or Path(DEFAULT_SPECS) / "common.toml"
     common = load_protocol(common_path) if args.common or common_path.exists() else None
-    records, problems = load_records(args.results)
+    records, problems = [], []
+    for folder in args.results or [Path(SHIPPED_RESULTS), Path(DEFAULT_RESULTS)]:
+        found, trouble = load_records(folder)
+        records += found
+        problems += trouble
     for problem in problems:
         print(f"harness: warning: {problem}", file=sys.stderr)
     return specs, common, records
@@ -677,11 +746,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.identity import budget_text, cohort_of, comparison_key
     from harness.spec import load_protocol, with_protocol
     from harness.stats import welch
     from harness.table import evidence
 
     specs, common, records = _inputs(args)  # no leaderboard: compare needs no sizes, timings or audit
+    folders = args.results or [Path(SHIPPED_RESULTS), Path(DEFAULT_RESULTS)]
     by_name = {spec.name: spec for spec in specs}
     protocol = None
     if args.protocol == "common":  # without a common.toml, load_protocol raises its own clear error
@@ -698,24 +769,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         if len(runs) < 3:
             raise UsageError(
-                f"{label}: {len(runs)} finished seed(s) of one budget in {args.results}; "
+                f"{label}: {len(runs)} finished seed(s) of one cohort in {', '.join(map(str, folders))}; "
                 "Welch's test needs at least 3 for each side"
             )
         sides.append((label, runs))
     (label_a, runs_a), (label_b, runs_b) = sides
-    budget_a, budget_b = _comparable_budget(runs_a[0]), _comparable_budget(runs_b[0])
-    if budget_a != budget_b:
+    cohort_a, cohort_b = cohort_of(runs_a[0]), cohort_of(runs_b[0])
+    if comparison_key(cohort_a) != comparison_key(cohort_b):
         raise UsageError(
-            f"{label_a} ran at {budget_a} but {label_b} at {budget_b}: compare runs of one budget and data"
+            f"{label_a} ran at {budget_text(cohort_a)} but {label_b} at {budget_text(cohort_b)} "
+            "(or on other data): compare runs of one budget, data and precision"
         )
     result = welch([r["test_acc"] for r in runs_a], [r["test_acc"] for r in runs_b])
+    full = cohort_a["profile"] == "full"
     out = {
         "a": label_a,
         "b": label_b,
-        "profile": budget_a[0],
-        "epochs": None if len(budget_a) == 2 else budget_a[1],  # None: each recipe's own (full)
-        "train_images": None if len(budget_a) == 2 else budget_a[2],
-        "data_source": budget_a[-1],
+        "profile": cohort_a["profile"],
+        "epochs": None if full else cohort_a["epochs"],  # None: each recipe's own (full)
+        "train_images": None if full else cohort_a["train_images"],
+        "precision": cohort_a["precision"],
+        "data_source": runs_a[0].get("data_source"),
         "n_a": result.a.n,
         "mean_a": result.a.mean,
         "std_a": result.a.std,
@@ -739,14 +813,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     images = f"{out['train_images']:,}" if out["train_images"] else "all"
     size = "" if out["epochs"] is None else f": {out['epochs']} epochs on {images} training images"
-    print(f"({budget_a[0]} budget{size}; {budget_a[-1]})")
+    precision = "" if out["precision"] == "fp32" else f", {out['precision']}"
+    print(f"({out['profile']} budget{size}{precision}; {out['data_source']})")
     return EXIT_OK
-
-
-def _comparable_budget(run: dict[str, Any]) -> tuple[Any, ...]:
-    """Full runs follow each recipe's own epochs; shorter budgets compare only when identical."""
-    size = () if run["profile"] == "full" else (run["budget"]["epochs"], run["budget"].get("train_images"))
-    return (run["profile"], *size, run["data_source"])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import io
 import os
 import tarfile
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +28,10 @@ SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 
 class DataError(Exception):
     """A data source that cannot be used; the message names the path and what was expected."""
+
+
+class DataWarning(UserWarning):
+    """Something about the data was repaired on the way (e.g. a damaged decode cache rebuilt)."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,11 @@ def load_cifar10(path: str | Path | None = None) -> Cifar10:
     if cached.exists():
         try:
             return _read_cache(cached)
-        except (OSError, ValueError, KeyError):
-            cached.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
+        except Exception as error:  # noqa: BLE001 - any damage (truncated zip, bad arrays) means: rebuild
+            warnings.warn(
+                f"{cached}: damaged decode cache ({type(error).__name__}); decoding {source} again", DataWarning
+            )
+            cached.unlink(missing_ok=True)
     data = _decode_archive(source) if source.is_file() else _decode_folder(source)
     _write_cache(cached, data)
     return data
@@ -235,7 +243,7 @@ def _write_cache(path: Path, data: Cifar10) -> None:
 def _read_cache(path: Path) -> Cifar10:
     with np.load(path, allow_pickle=False) as stored:
         source, official, sha256 = (str(v) for v in stored["meta"])
-        return Cifar10(
+        data = Cifar10(
             stored["train_x"],
             stored["train_y"],
             stored["test_x"],
@@ -244,6 +252,12 @@ def _read_cache(path: Path) -> Cifar10:
             official=official == "True",
             sha256=sha256,
         )
+    for images, labels in ((data.train_x, data.train_y), (data.test_x, data.test_y)):
+        if images.dtype != np.uint8 or images.shape[1:] != (32, 32, 3) or len(images) != len(labels):
+            raise ValueError(f"arrays of shape {images.shape} and {labels.shape}")
+        if len(labels) and not (0 <= labels.min() and labels.max() < len(CLASSES)):
+            raise ValueError("labels outside the 10 classes")
+    return data
 
 
 def split_indices(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -111,9 +111,14 @@ class _Schedule(Section):
     def problems(self) -> list[tuple[str, str]]:
         return []
 
-    def scaled(self, factor: float) -> _Schedule:
-        """The same schedule compressed in time by `factor` (for short and smoke budgets)."""
+    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
+        """The same schedule compressed for short and smoke budgets: counts in epochs by `epoch_factor`,
+        counts in optimizer steps by `step_factor` (the budget's steps over the recipe's)."""
         return self
+
+    def factor(self, epoch_factor: float, step_factor: float) -> float:
+        """The compression factor for this schedule's own unit (`step`)."""
+        return epoch_factor if self.step == "epoch" else step_factor
 
 
 def _scale(value: int, factor: float, minimum: int = 1) -> int:
@@ -142,24 +147,33 @@ class Cosine(_Schedule):
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return self.t_max if self.step == "epoch" else self.t_max / steps_per_epoch
 
-    def scaled(self, factor: float) -> _Schedule:
-        return self.model_copy(update={"t_max": _scale(self.t_max, factor)})
+    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
+        return self.model_copy(update={"t_max": _scale(self.t_max, self.factor(epoch_factor, step_factor))})
 
 
 @SCHEDULES.register("warmup_cosine")
 class WarmupCosine(_Schedule):
-    """002: factor (e+1)/warmup for e < warmup, then 0.5(1 + cos(pi (e - warmup) / decay))."""
+    """002: factor (e+1)/warmup for e < warmup, then 0.5(1 + cos(pi (e - warmup) / decay)).
+
+    The warm-up is a line from its start factor (1/warmup, 0.1 for 002's 10 epochs) at epoch 0 to 1 at
+    its last epoch. A compressed warm-up keeps the recipe's start factor (`warmup_start_factor`), so a
+    one-epoch warm-up still starts at 0.1x and never at the full rate.
+    """
 
     name: Literal["warmup_cosine"]
     warmup_epochs: int = Field(ge=0)
     decay_epochs: int = Field(gt=0)
+    warmup_start_factor: float | None = Field(None, gt=0, le=1, description="default 1 / warmup_epochs")
 
     def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         warmup, decay = self.warmup_epochs, self.decay_epochs
+        start = self.warmup_start_factor or (1 / warmup if warmup else 1.0)
 
         def factor(epoch: int) -> float:
-            if epoch < warmup:
-                return (epoch + 1) / warmup
+            if epoch < warmup and self.warmup_start_factor is None:
+                return (epoch + 1) / warmup  # the recipe's own arithmetic, to the last bit
+            if epoch < warmup:  # compressed: the same line from the same start, over fewer epochs
+                return start + (1 - start) * epoch / (warmup - 1) if warmup > 1 else start
             return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / decay))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -167,11 +181,14 @@ class WarmupCosine(_Schedule):
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return self.warmup_epochs + self.decay_epochs
 
-    def scaled(self, factor: float) -> _Schedule:
+    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
+        if not self.warmup_epochs:
+            return self.model_copy(update={"decay_epochs": _scale(self.decay_epochs, epoch_factor)})
         return self.model_copy(
             update={
-                "warmup_epochs": _scale(self.warmup_epochs, factor, 0),
-                "decay_epochs": _scale(self.decay_epochs, factor),
+                "warmup_epochs": _scale(self.warmup_epochs, epoch_factor),  # at least one: the shape survives
+                "decay_epochs": _scale(self.decay_epochs, epoch_factor),
+                "warmup_start_factor": self.warmup_start_factor or 1 / self.warmup_epochs,
             }
         )
 
@@ -214,13 +231,11 @@ class OneCycle(_Schedule):
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return None if self.total_steps is None else self.total_steps / steps_per_epoch
 
-    def scaled(self, factor: float) -> _Schedule:
+    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
         # Without total_steps the schedule already spans whatever epochs and batches the run has.
-        return (
-            self
-            if self.total_steps is None
-            else self.model_copy(update={"total_steps": _scale(self.total_steps, factor)})
-        )
+        if self.total_steps is None:
+            return self
+        return self.model_copy(update={"total_steps": _scale(self.total_steps, step_factor)})
 
     def problems(self) -> list[tuple[str, str]]:
         return [("step", 'OneCycleLR steps per batch; use step = "batch"')] if self.step != "batch" else []
@@ -237,5 +252,5 @@ class Step(_Schedule):
     def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
 
-    def scaled(self, factor: float) -> _Schedule:
-        return self.model_copy(update={"step_size": _scale(self.step_size, factor)})
+    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
+        return self.model_copy(update={"step_size": _scale(self.step_size, self.factor(epoch_factor, step_factor))})

@@ -13,8 +13,7 @@ matplotlib.use("Agg")  # files only: no display is needed or assumed
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
-from harness.record import run_label
-from harness.table import budget_text
+from harness.identity import budget_text, cohort_id, cohort_of
 
 AXES = {
     "params": ("parameters (millions)", 1e-6, "params"),  # row key: (axis label, scale, file name part)
@@ -96,17 +95,26 @@ def _coincident(points: list[tuple[float, float, int]]) -> dict[tuple[float, flo
     return {xy: ",".join(map(str, numbers)) for xy, numbers in groups.items()}
 
 
-def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per (report, variant, protocol and budget, data): loss and accuracy per epoch, a colour per seed.
+def _cohort_label(cohort: dict[str, Any]) -> str:
+    """The protocol and budget of a cohort for a file name, e.g. `common-smoke-e5-n4096`."""
+    prefix = "" if cohort["protocol"] == "own" else f"{cohort['protocol']}-"
+    precision = "" if cohort.get("precision", "fp32") == "fp32" else f"-{cohort['precision']}"
+    return f"{prefix}{cohort['profile']}-e{cohort['epochs']}-n{cohort['train_images'] or 'all'}{precision}"
 
-    Runs of another protocol, budget or data set are never drawn together: their curves do not compare.
+
+def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per cohort (identity.py): loss and accuracy per epoch, a colour per seed.
+
+    Runs of another recipe, protocol, budget, data set or precision are never drawn together: their
+    curves do not compare.
     """
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if record.get("history"):
-            sha = str(record.get("data", {}).get("sha256", ""))[:8]
-            groups[(record["report"], record["variant"], run_label(record), sha)].append(record)
+            cohort = cohort_of(record)
+            key = (record["report"], record["variant"], _cohort_label(cohort), cohort_id(cohort)[:8])
+            groups[key].append(record)
     labels = Counter((report, variant, label) for report, variant, label, _ in groups)
     written = []
     for (report, variant, label, sha), runs in sorted(groups.items()):

@@ -1,8 +1,8 @@
 """Result records: one JSON file per run under results/, each carrying its own provenance.
 
-A run is identified by (report, variant, seed, profile and its overrides, spec hash, data hash): a
-record is only ever written for that exact key, so re-running a changed spec, another budget or other
-data never overwrites old results, nor is mistaken for them.
+A record is named by its run's identity (harness/identity.py): re-running a changed spec, another budget,
+other data or any other option that changes the numbers never overwrites old results, nor is mistaken
+for them.
 """
 
 from __future__ import annotations
@@ -10,45 +10,14 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "harness.result/1"
+from harness.identity import Identity
+
+SCHEMA = "harness.result/2"
+READABLE_SCHEMAS = ("harness.result/1", SCHEMA)  # schema 1 records lack `identity`: see identity.identity_of
 REQUIRED = ("schema", "report", "variant", "seed", "profile", "status", "spec_hash")
-
-
-@dataclass(frozen=True)
-class RunKey:
-    report: str
-    variant: str
-    seed: int
-    profile: str
-    spec_hash: str
-    data_sha256: str
-    protocol: str = "own"
-    budget_tag: str = ""  # e.g. "-e5-n4096" when --epochs/--subset change the profile's budget
-
-    @property
-    def stem(self) -> str:
-        prefix = "" if self.protocol == "own" else f"{self.protocol}-"
-        profile = f"{self.profile}{self.budget_tag}"
-        return f"{prefix}{profile}-seed{self.seed}-{self.spec_hash[:8]}-{self.data_sha256[:8]}"
-
-    def record_path(self, results: Path) -> Path:
-        return results / self.report / self.variant / f"{self.stem}.json"
-
-    def checkpoint_dir(self, results: Path) -> Path:
-        return results / "checkpoints" / self.report / self.variant / self.stem
-
-
-def run_label(record: dict[str, Any]) -> str:
-    """The protocol and budget part of a record's run key, e.g. `common-smoke-e5-n4096` or `full`."""
-    name = Path(str(record.get("record_path", ""))).name
-    if "-seed" in name:
-        return name.split("-seed")[0]
-    protocol = record.get("protocol", "own")
-    return f"{'' if protocol == 'own' else protocol + '-'}{record['profile']}"
 
 
 def load_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -65,24 +34,27 @@ def load_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             problems.append(f"{path}: skipped, not a readable JSON record ({error})")
             continue
-        if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        if not isinstance(record, dict) or record.get("schema") not in READABLE_SCHEMAS:
             continue  # not a result record (e.g. a sweep summary)
         missing = [key for key in REQUIRED if key not in record]
         if missing:
             problems.append(f"{path}: skipped, record lacks {', '.join(missing)}")
             continue
+        record["_origin"] = str(directory)  # which folder it came from, shown by the table; never written back
         records.append(record)
     return records, problems
 
 
-def find_record(results: Path, key: RunKey) -> dict[str, Any] | None:
-    """The finished record for exactly this run, if there is one."""
-    path = key.record_path(results)
+def find_record(results: Path, identity: Identity) -> dict[str, Any] | None:
+    """The finished record of exactly this run (the same identity), if there is one."""
+    path = identity.record_path(results)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return record if record.get("schema") == SCHEMA and record.get("status") == "complete" else None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA or record.get("status") != "complete":
+        return None
+    return record if record.get("identity") == identity.as_dict() else None
 
 
 def git_state(start: Path) -> dict[str, Any]:

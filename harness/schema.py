@@ -12,7 +12,8 @@ T = TypeVar("T")
 class Section(BaseModel):
     """A validated, immutable part of a spec."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # allow_inf_nan=False: a NaN or infinite value in a spec is a mistake, caught here rather than in training.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _false_is_none(value: Any) -> Any:

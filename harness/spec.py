@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 from pydantic import BaseModel, Field, ValidationError
 
 from harness.augment import OPS
-from harness.data import SPLIT_SIZES
+from harness.data import CLASSES, SPLIT_SIZES
 from harness.models import MODELS
 from harness.optim import OPTIMIZERS, SCHEDULES
 from harness.registry import Registry, did_you_mean
@@ -72,6 +72,8 @@ ScheduleSection = _dispatch(SCHEDULES, "name")
 Split = Literal["cifar10-test", "validation", "validation-augmented", "kaggle-hidden", "train", "train-mixed", "n/a"]
 Selection = Literal["last-epoch", "best-epoch-test", "test-early-stop", "best-val", "unknown", "n/a"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+MAX_EPOCHS = 100_000  # far beyond any recipe: a larger count is a typo, not a plan
+MAX_BATCH = 65_536
 
 
 class Report(Section):
@@ -94,7 +96,7 @@ class Claim(Section):
     id: str = Field(pattern=NAME_PATTERN)
     quantity: str = Field(pattern=NAME_PATTERN, description="claims of one quantity must agree")
     metric: Literal["accuracy", "params"]
-    value: float
+    value: float = Field(ge=0)
     text: str = Field(min_length=1, description="the figure verbatim, e.g. '4.98M' or '96.14%'")
     resolution: float | None = Field(None, gt=0, description="the step the figure is stated to")
     upper: float | None = Field(None, description="for a stated range: its upper end (value is the lower)")
@@ -109,6 +111,14 @@ class Claim(Section):
     @property
     def step(self) -> float:
         return self.resolution or (1.0 if self.metric == "params" else 0.01)
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        if self.metric == "accuracy" and not (self.value <= 100 and (self.upper is None or self.upper <= 100)):
+            found.append(("value", f"an accuracy is a percentage in [0, 100], got {self.value}"))
+        if self.upper is not None and self.upper < self.value:
+            found.append(("upper", f"the range's upper end {self.upper} is below its lower end {self.value}"))
+        return found
 
     def agreement(self, measured: float) -> Literal["exact", "rounded", "truncated", "in range"] | None:
         """How `measured` agrees with the stated figure at its resolution, or None if it does not."""
@@ -169,8 +179,17 @@ class Augment(Section):
 
 
 class Lookahead(Section):
-    k: int = Field(5, gt=0)
+    """Lookahead (Zhang et al. 2019): every k steps the slow weights move alpha of the way to the fast ones.
+
+    first_sync: when the slow weights are taken. "after-step-k" is timm's Lookahead (slow weights from
+    the weights after step k, syncs after steps k, 2k, ...). "after-step-1" is the lookahead.py of
+    Thakur et al. that 000 and its teacher paste (slow weights from the weights after step 1, syncs after
+    steps 1, 1 + k, 1 + 2k, ...).
+    """
+
+    k: int = Field(5, gt=0, le=1000)
     alpha: float = Field(0.5, gt=0, le=1)
+    first_sync: Literal["after-step-k", "after-step-1"] = "after-step-k"
 
 
 class Mix(Section):
@@ -199,15 +218,15 @@ class Distill(Section):
 
 class Phase(Section):
     name: str = Field(pattern=NAME_PATTERN)
-    epochs: int = Field(gt=0)
+    epochs: int = Field(gt=0, le=MAX_EPOCHS)
     mix: bool = True
 
 
 class Train(Section):
     """`[train]`: optimizer, schedule and every regulariser of the recipe."""
 
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
+    epochs: int = Field(gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(gt=0, le=MAX_BATCH)
     optimizer: OptimizerSection  # type: ignore[valid-type]
     schedule: ScheduleSection  # type: ignore[valid-type]
     lookahead: Optional[Lookahead] = None
@@ -234,7 +253,7 @@ class Train(Section):
 class Eval(Section):
     """`[eval]`: how the harness picks the model it tests, and what the report itself validated on."""
 
-    batch_size: int = Field(256, gt=0)
+    batch_size: int = Field(256, gt=0, le=MAX_BATCH)
     select: Literal["last", "best-val"] = "last"
     report_validation: Literal["test-set", "held-out", "held-out-augmented", "none"]
 
@@ -252,12 +271,34 @@ class Recipe(Section):
         found = [(f"model.{k}", m) for k, m in self.model.problems()]
         found += [(f"data.{k}", m) for k, m in self.data.problems()]
         found += [(f"train.{k}", m) for k, m in self.train.problems()]
+        found += [(f"augment.train[{i}].{k}", m) for i, op in enumerate(self.augment.train) for k, m in op.problems()]
         if self.eval.select == "best-val" and self.data.val_size == 0:
             found.append(("eval.select", "best-val needs a validation split (data.val_size > 0)"))
+        # CIFAR-10 is 32x32 images of 10 classes: the model and the crops must fit them.
+        size = getattr(self.model, "input_size", IMAGE_SIZE)
+        if size != IMAGE_SIZE:
+            found.append(("model.input_size", f"CIFAR-10 images are {IMAGE_SIZE}x{IMAGE_SIZE}, got {size}"))
+        if getattr(self.model, "num_classes", 10) < len(CLASSES):
+            found.append(("model.num_classes", f"CIFAR-10 has {len(CLASSES)} classes, got {self.model.num_classes}"))
+        for i, op in enumerate(self.augment.train):
+            if getattr(op, "size", IMAGE_SIZE) != IMAGE_SIZE:
+                found.append(
+                    (f"augment.train[{i}].size", f"crops must keep the {IMAGE_SIZE}x{IMAGE_SIZE} size, got {op.size}")
+                )
+        found += self._schedule_fits()
         return found
+
+    def _schedule_fits(self) -> list[tuple[str, str]]:
+        """A OneCycle with explicit total_steps must cover every step of the run (PyTorch raises after it)."""
+        total = getattr(self.train.schedule, "total_steps", None)
+        steps = self.train.epochs * -(-self.data.train_size // self.train.batch_size)
+        if total is not None and total < steps:
+            return [("train.schedule.total_steps", f"{total} is fewer than the run's {steps} optimizer steps")]
+        return []
 
 
 RECIPE_KEYS = tuple(Recipe.model_fields)
+IMAGE_SIZE = 32
 VARIANT_META_KEYS = ("description", "extends", "deviations", "role")
 
 
@@ -477,7 +518,47 @@ def _variant(
                     f"{deviation.key!r} is not a recipe key{did_you_mean(deviation.key, _all_recipe_keys())}",
                 )
             )
-    return Variant(name, meta.description, meta.deviations, recipe, meta.role), problems
+    return Variant(
+        name, meta.description, _inherited_deviations(meta, chain, raw_variants), recipe, meta.role
+    ), problems
+
+
+def _inherited_deviations(
+    meta: VariantMeta, chain: list[str], raw_variants: dict[str, dict[str, Any]]
+) -> tuple[Deviation, ...]:
+    """A variant's deviations: those of the variants it extends, then its own.
+
+    A variant inherits its parent's recipe, so it inherits the parent's departures from the report too,
+    except where it changes them: a deviation is dropped by a descendant that restates its key or sets
+    that recipe value itself (e.g. a variant that follows the text's 1x1 shortcut no longer carries its
+    parent's note that the code uses 3x3).
+    """
+    kept: list[Deviation] = []
+    for level in reversed(chain):  # the root first
+        raw = raw_variants[level]
+        try:
+            level_meta = (
+                meta
+                if level == chain[0]
+                else VariantMeta.model_validate({k: raw[k] for k in VARIANT_META_KEYS if k in raw})
+            )
+        except ValidationError:
+            continue  # reported where that variant is validated
+        changed = {d.key for d in level_meta.deviations} | set(
+            _leaf_keys({k: v for k, v in raw.items() if k not in VARIANT_META_KEYS})
+        )
+        kept = [d for d in kept if not any(d.key == key or d.key.startswith(f"{key}.") for key in changed)]
+        kept += list(level_meta.deviations)
+    return tuple(kept)
+
+
+def _leaf_keys(table: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of every value a variant sets (tables merge key by key, so only leaves replace)."""
+    keys = []
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        keys += _leaf_keys(value, f"{dotted}.") if isinstance(value, dict) and value else [dotted]
+    return keys
 
 
 def _check_claims(file: str, claims: tuple[Claim, ...], variants: Mapping[str, Any]) -> list[Problem]:
@@ -488,6 +569,7 @@ def _check_claims(file: str, claims: tuple[Claim, ...], variants: Mapping[str, A
         key = f"claims[{i}]"
         if claim.id in seen:
             problems.append(Problem(file, f"{key}.id", f"duplicate claim id {claim.id!r}"))
+        problems += [Problem(file, f"{key}.{field}", message) for field, message in claim.problems()]
         seen.add(claim.id)
         for name in claim.variants:
             if name not in variants:

@@ -19,10 +19,11 @@ from typing import Any
 
 import submitit
 
+from harness.budget import make_budget
 from harness.data import load_cifar10
 from harness.record import find_record
 from harness.spec import Spec, load_spec, resolve_protocol, with_protocol
-from harness.train import RunOptions, Silent, run, run_key
+from harness.train import RunError, RunOptions, Silent, identify, resolve_device, run
 
 POLL_SECONDS = 2.0
 
@@ -95,8 +96,17 @@ def plan(
     return sorted(tasks, key=lambda t: t.wave)
 
 
-def finished(specs: list[Spec], tasks: list[Task], data: str | None) -> dict[Task, dict[str, Any]]:
-    """The tasks whose record already exists (complete), so a re-issued sweep skips them."""
+def run_device_type(device: str, executor: str, gpus_per_run: int) -> str:
+    """The device type the sweep's runs will resolve `--device` to: on Slurm, `auto` with GPUs is CUDA."""
+    if device != "auto":
+        return device
+    if executor == "slurm":
+        return "cuda" if gpus_per_run > 0 else "cpu"
+    return resolve_device("auto").type
+
+
+def finished(specs: list[Spec], tasks: list[Task], data: str | None, device_type: str) -> dict[Task, dict[str, Any]]:
+    """The tasks whose record already exists (complete, same identity), so a re-issued sweep skips them."""
     data_sha = load_cifar10(data).sha256
     by_path = {str(spec.path): spec for spec in specs}
     protocols = {(t.spec_path, t.options.protocol) for t in tasks}
@@ -105,7 +115,12 @@ def finished(specs: list[Spec], tasks: list[Task], data: str | None) -> dict[Tas
     for task in tasks:
         spec = by_path[task.spec_path]
         variant = with_protocol(spec, spec.variants[task.variant], resolved[(task.spec_path, task.options.protocol)])
-        record = find_record(Path(task.results), run_key(spec, variant, task.options, data_sha))
+        budget = make_budget(variant.recipe, task.options.profile, task.options.epochs, task.options.subset)
+        try:
+            identity = identify(spec, variant, task.options, budget, data_sha, device_type)
+        except RunError:
+            continue  # e.g. a missing teacher checkpoint: the run fails in its own job, reported with the rest
+        record = find_record(Path(task.results), identity)
         if record is not None:
             done[task] = record
     return done

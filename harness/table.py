@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from tabulate import tabulate
 
-from harness.audit import audit, legend
+from harness.audit import TEST_SELECTION, audit, legend
+from harness.identity import budget_text, cohort_id, cohort_of
 from harness.measure import cached_timing, size_of, timing_devices
 from harness.spec import Claim, Protocol, Spec, with_protocol
 from harness.stats import Summary, judge, summarize
@@ -74,32 +75,54 @@ def size_columns(spec: Spec, variant: str) -> dict[str, Any]:
 
 
 def evidence(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The strongest comparable set of finished runs: full budget on official data first, then the rest.
+    """The strongest cohort of finished runs: full budget on official data first, then the most seeds.
 
-    Runs are only pooled when they share profile, epochs, training images and data, so a mean never
-    mixes budgets.
+    Runs are pooled only within one cohort (identity.py: the same recipe, protocol, budget, data,
+    precision and teacher), so a mean never mixes runs that were made differently.
     """
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if record.get("status") == "complete" and record.get("test_acc") is not None:
-            budget = record.get("budget", {})
-            key = (record["profile"], budget.get("epochs"), budget.get("train_images"), record.get("data_source"))
-            groups[key].append(record)
+            groups[cohort_id(cohort_of(record))].append(record)
     if not groups:
         return []
 
-    def strength(item: tuple[tuple[Any, ...], list[dict[str, Any]]]) -> tuple[Any, ...]:
-        (profile, _, _, _), runs = item
+    def strength(runs: list[dict[str, Any]]) -> tuple[Any, ...]:
         reproduction = all(r.get("is_reproduction") for r in runs)
-        return (not reproduction, PROFILE_RANK.get(profile, 9), -len(runs))
+        return (not reproduction, PROFILE_RANK.get(runs[0]["profile"], 9), -len(runs))
 
-    return min(groups.items(), key=strength)[1]
+    return min(groups.values(), key=strength)
+
+
+RULE_FIGURE = {  # a claim's selection -> the figure of test_acc_by_rule made by the same rule
+    "last-epoch": "last-epoch",
+    "best-val": "best-val",
+    "best-epoch-test": "best-epoch-test",
+    "test-early-stop": "best-epoch-test",  # stopping where the test curve peaks picks its best epoch
+}
+SELECT_RULE = {"last": "last-epoch", "best-val": "best-val"}
+
+
+def rule_figure(record: dict[str, Any], selection: str) -> float | None:
+    """The test accuracy a run gives under a claim's selection rule; None when the run cannot say.
+
+    `unknown`: the harness's clean figure (the verdict then says the rule is unknown).
+    """
+    if selection not in RULE_FIGURE:
+        return record.get("test_acc")
+    rule = RULE_FIGURE[selection]
+    by_rule = record.get("test_acc_by_rule")
+    if by_rule is not None:
+        return by_rule.get(rule)
+    if rule == "best-epoch-test":  # schema 1: the monitored maximum
+        return (record.get("report_rule") or {}).get("value")
+    return record.get("test_acc") if SELECT_RULE.get(record.get("selection", "last")) == rule else None
 
 
 def verdict(runs: list[dict[str, Any]], claim: Claim | None, summary: Summary | None) -> str:
-    """reproduced / below claim / above claim, or why the results cannot say (see stats.judge).
+    """reproduced / below claim / above claim under the claim's own rule, or why the runs cannot say.
 
-    `summary` is the runs' test accuracies, already summarised by the caller.
+    `summary` summarises the runs' figures under the claim's rule (see rule_figure).
     """
     if not runs:
         return "not run"
@@ -107,8 +130,12 @@ def verdict(runs: list[dict[str, Any]], claim: Claim | None, summary: Summary | 
         return "not run at full budget"
     if claim is None or claim.split != "cifar10-test":
         return "no test-set claim"
-    assert summary is not None
-    return judge(summary, claim.value, claim.step)
+    if summary is None:
+        if claim.selection in TEST_SELECTION:
+            return "no test curve (run with --track-test)"
+        return f"no {claim.selection} figure"
+    suffix = " (selection unknown: clean figure)" if claim.selection == "unknown" else ""
+    return judge(summary, claim.value, claim.step) + suffix
 
 
 def _mean(values: list[float]) -> float | None:
@@ -136,13 +163,14 @@ def rows(
             current = [r for r in by_hash.get(variant.spec_hash, []) if r.get("protocol", "own") == "own"]
             runs = evidence(current)
             summary = summarize([r["test_acc"] for r in runs])
+            rule_values = [v for r in runs if claim and (v := rule_figure(r, claim.selection)) is not None]
+            rule_summary = summarize(rule_values)
             common_runs = []
             if common is not None:
                 common_runs = evidence(by_hash.get(with_protocol(spec, variant, common).spec_hash, []))
             common_summary = summarize([r["test_acc"] for r in common_runs])
             flags = audit(spec, name)
             timings = {d.type: cached_timing(variant.recipe.model, d) if latency else None for d in devices}
-            rule_values = [r["report_rule"]["value"] for r in runs if r.get("report_rule")]
             robust = [r["robustness"]["mean"] for r in runs if r.get("robustness")]
             out.append(
                 {
@@ -152,24 +180,30 @@ def rows(
                     "claims": [claim_dict(c) for c in spec.claims_for(name)],
                     "claim": describe(claim) if claim else None,
                     "claim_value": claim.value if claim else None,
+                    "claim_selection": claim.selection if claim else None,
                     **size_columns(spec, name),
                     "cpu_latency_ms_b1": timings["cpu"].latency_ms_b1 if timings.get("cpu") else None,
                     "cuda_latency_ms_b1": timings["cuda"].latency_ms_b1 if timings.get("cuda") else None,
                     "cpu_latency_busy": bool(timings.get("cpu") and timings["cpu"].busy),
+                    "rule_n": rule_summary.n if rule_summary else 0,
+                    "rule_acc_mean": rule_summary.mean if rule_summary else None,
+                    "rule_acc_std": rule_summary.std if rule_summary else None,
+                    "ci95": list(rule_summary.ci95) if rule_summary and rule_summary.ci95 else None,
+                    "delta": rule_summary.mean - claim.value if rule_summary and claim else None,
+                    "verdict": verdict(runs, claim, rule_summary),
                     "n_seeds": summary.n if summary else 0,
                     "test_acc_mean": summary.mean if summary else None,
                     "test_acc_std": summary.std if summary else None,
-                    "ci95": list(summary.ci95) if summary and summary.ci95 else None,
-                    "delta": summary.mean - claim.value if summary and claim else None,
-                    "verdict": verdict(runs, claim, summary),
-                    "report_rule_acc_mean": _mean(rule_values),
+                    "delta_clean": summary.mean - claim.value if summary and claim else None,
                     "corrupted_acc_mean": _mean(robust),
                     "device_hours_mean": _mean([r["device_hours"] for r in runs if r.get("device_hours") is not None]),
                     "train_device": runs[0]["device"]["name"] if runs and runs[0].get("device") else None,
                     "profile": runs[0]["profile"] if runs else None,
                     "epochs": runs[0]["budget"]["epochs"] if runs else None,
                     "train_images": runs[0]["budget"].get("train_images") if runs else None,  # None: all
+                    "precision": cohort_of(runs[0])["precision"] if runs else None,
                     "data_source": runs[0].get("data_source") if runs else None,
+                    "sources": sorted({r.get("_origin", "") for r in runs}) if runs else [],
                     "common_n_seeds": common_summary.n if common_summary else 0,
                     "common_test_acc_mean": common_summary.mean if common_summary else None,
                     "common_test_acc_std": common_summary.std if common_summary else None,
@@ -200,10 +234,18 @@ MARKDOWN = {
         "headline claim (where; split; selection)",
         lambda r: (r["claim"] or "") + (f" +{len(r['claims']) - 1} more" if len(r["claims"]) > 1 else ""),
     ),
-    "test_acc": ("test acc % (mean ± std, n)", lambda r: _acc(r["test_acc_mean"], r["test_acc_std"], r["n_seeds"])),
+    "rule": (
+        "acc under the claim's rule % (mean ± std, n)",
+        lambda r: _acc(r["rule_acc_mean"], r["rule_acc_std"], r["rule_n"]),
+    ),
     "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
     "delta": ("Δ claim", lambda r: _num(r["delta"], "+.2f")),
     "verdict": ("verdict", lambda r: r["verdict"] + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else "")),
+    "test_acc": (
+        "clean test acc % (mean ± std, n)",
+        lambda r: _acc(r["test_acc_mean"], r["test_acc_std"], r["n_seeds"]),
+    ),
+    "delta_clean": ("Δ claim (clean)", lambda r: _num(r["delta_clean"], "+.2f")),
     "params": ("params", lambda r: f"{r['params']:,}"),
     "params_match": (
         "params claim",
@@ -216,7 +258,6 @@ MARKDOWN = {
     "cpu": ("CPU b1 (ms)", lambda r: _num(r["cpu_latency_ms_b1"], ".2f") + ("*" if r["cpu_latency_busy"] else "")),
     "gpu": ("GPU b1 (ms)", lambda r: _num(r["cuda_latency_ms_b1"], ".2f")),
     "corrupted": ("corrupted acc %", lambda r: _num(r["corrupted_acc_mean"], ".2f")),
-    "rule": ("report-rule acc %", lambda r: _num(r["report_rule_acc_mean"], ".2f")),
     "cost": ("device-h/run", lambda r: _num(r["device_hours_mean"], ".3g")),
     "common": (
         "common recipe acc %",
@@ -225,13 +266,8 @@ MARKDOWN = {
     "flags": ("flags", lambda r: r["flag_codes"]),
     "profile": ("profile", lambda r: budget_text(r) if r["profile"] else ""),
     "data": ("data", lambda r: r["data_source"] or ""),
+    "sources": ("records in", lambda r: ", ".join(r["sources"])),
 }
-
-
-def budget_text(row: dict[str, Any]) -> str:
-    """A leaderboard row's training budget, e.g. `smoke (5 ep, 4,096 img)`."""
-    images = f"{row['train_images']:,} img" if row["train_images"] else "all img"
-    return f"{row['profile']} ({row['epochs']} ep, {images})"
 
 
 def render(table: list[dict[str, Any]], fmt: Format) -> str:

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,13 +28,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from harness import checkpoint, fastaug
+from harness.audit import TEST_SELECTION
 from harness.augment import torchvision_pipeline
-from harness.budget import Budget, Profile, compress, make_budget
+from harness.budget import Budget, Profile, check_fits, compress, make_budget
 from harness.data import AugmentedImages, Cifar10, load_cifar10, normalize, split_indices
+from harness.identity import Identity
 from harness.losses import Mixed, mix_batch, mixing_this_epoch, training_loss, unmixed
 from harness.measure import device_name, full_recipe_estimate, probe_batch, probe_loss, size_of, step_flops
 from harness.models import build_model, fold_batchnorm
-from harness.record import SCHEMA, RunKey, find_record, git_state, versions
+from harness.record import SCHEMA, find_record, git_state, versions
 from harness.robustness import corrupted_accuracy
 from harness.spec import Recipe, Spec, Variant, content_hash, resolve_protocol, with_protocol
 
@@ -58,7 +60,7 @@ class RunOptions:
     resume: bool = False
     deterministic: bool = False
     workers: int = 0
-    track_test: bool = False
+    track_test: bool | None = None  # test scored every epoch; None: at the full budget, for test-chosen claims
     teacher_checkpoint: str | None = None
     protocol: str = "own"  # own, a protocol name beside the spec (common), or a protocol file
     precision: str = "auto"  # auto | fp32 | bf16
@@ -119,6 +121,14 @@ def seed_epoch(
     return np.random.default_rng([seed, epoch, 1]), torch.Generator().manual_seed(state), aug_gen
 
 
+def resolve_augment(recipe: Recipe, choice: str = "auto") -> str:
+    """batched or torchvision: --augment, else the spec's choice, else batched when every op has a batched form."""
+    wanted = recipe.augment.pipeline if choice == "auto" else choice
+    if wanted == "auto":
+        wanted = "batched" if fastaug.supported(recipe.augment.train) else "torchvision"
+    return wanted
+
+
 class TrainSource:
     """Training batches: the fast path (uint8 images resident on the device, batched augmentation) or
     the exact per-sample torchvision pipeline through a DataLoader, as the spec or --augment asks."""
@@ -126,9 +136,7 @@ class TrainSource:
     def __init__(
         self, images: np.ndarray, labels: np.ndarray, recipe: Recipe, choice: str, device: torch.device, workers: int
     ) -> None:
-        wanted = recipe.augment.pipeline if choice == "auto" else choice
-        if wanted == "auto":
-            wanted = "batched" if fastaug.supported(recipe.augment.train) else "torchvision"
+        wanted = resolve_augment(recipe, choice)
         self.kind, self.device, self.workers = wanted, device, workers
         if wanted == "batched":
             self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
@@ -262,8 +270,12 @@ def build_optimizer(model: nn.Module, recipe: Recipe, fused: bool = False) -> to
     if lookahead is not None:
         from timm.optim import Lookahead
 
-        # timm's Lookahead fills its slow weights at the first sync (step k) rather than at step 0.
+        # timm's Lookahead syncs when its step count reaches a multiple of k, taking the slow weights at the
+        # first sync; starting the count at k - 1 gives Thakur et al.'s rule (syncs after steps 1, 1 + k, ...).
         optimizer = Lookahead(optimizer, alpha=lookahead.alpha, k=lookahead.k)
+        if lookahead.first_sync == "after-step-1":
+            for group in optimizer.param_groups:
+                group["lookahead_step"] = lookahead.k - 1
     return optimizer
 
 
@@ -287,20 +299,26 @@ class Precision:
         return torch.autocast(device_type=device.type, dtype=self.autocast)
 
 
+def resolve_precision(recipe: Recipe, device_type: str, requested: str = "auto") -> str:
+    """fp32 or bf16. auto: bf16 autocast on CUDA unless the spec forbids it, fp32 elsewhere; bf16 or fp32
+    force it (bf16 on the CPU uses its AVX-512 BF16 / AMX units)."""
+    if requested == "auto":
+        return "bf16" if device_type == "cuda" and recipe.train.allow_bf16 else "fp32"
+    return requested
+
+
+def resolve_layout(recipe: Recipe, device_type: str, requested: str = "auto") -> bool:
+    """channels_last or not. auto: on CUDA and on the CPU, where oneDNN's convolutions run faster in it,
+    unless the spec forbids it."""
+    return requested == "on" or (requested == "auto" and recipe.train.allow_channels_last and device_type != "mps")
+
+
 def choose_precision(
     recipe: Recipe, device: torch.device, requested: str = "auto", layout: str = "auto"
 ) -> tuple[Precision, list[str]]:
-    """Autocast dtype and memory layout, and the deviations they are from the (fp32, NCHW) recipes.
-
-    precision auto: bf16 autocast on CUDA unless the spec forbids it, fp32 elsewhere; bf16 or fp32 force
-    it (bf16 on the CPU uses its AVX-512 BF16 / AMX units). Layout auto: channels_last on CUDA and on
-    the CPU, where oneDNN's convolutions run faster in it, unless the spec forbids it.
-    """
-    if requested == "auto":
-        autocast = torch.bfloat16 if device.type == "cuda" and recipe.train.allow_bf16 else None
-    else:
-        autocast = torch.bfloat16 if requested == "bf16" else None
-    channels_last = layout == "on" or (layout == "auto" and recipe.train.allow_channels_last and device.type != "mps")
+    """Autocast dtype and memory layout, and the deviations they are from the (fp32, NCHW) recipes."""
+    autocast = torch.bfloat16 if resolve_precision(recipe, device.type, requested) == "bf16" else None
+    channels_last = resolve_layout(recipe, device.type, layout)
     deviations = []
     if autocast is not None:
         deviations.append(f"precision: bf16 autocast on {device.type} (the recipes trained in fp32)")
@@ -320,7 +338,7 @@ class Context:
     budget: Budget
     data: Cifar10
     splits: Splits
-    key: RunKey
+    identity: Identity
     record_path: Path
     ckpt_dir: Path
     device: torch.device
@@ -336,6 +354,7 @@ class Outcome:
     diverged_at: dict[str, Any] | None = None
     selected_epoch: int | None = None
     test_acc: float | None = None
+    test_acc_by_rule: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None
     wall_time_s: float = 0.0
 
@@ -386,14 +405,58 @@ def evaluate_arrays(
 # The run
 
 
-def run_key(spec: Spec, variant: Variant, options: RunOptions, data_sha256: str) -> RunKey:
-    """The identity of a run: what names its record and checkpoints (`variant` after its protocol)."""
+def identify(
+    spec: Spec, variant: Variant, options: RunOptions, budget: Budget, data_sha256: str, device_type: str
+) -> Identity:
+    """The identity of a run (`variant` after its protocol): every `auto` option resolved, so that two
+    requests that would run the same way are one run, and any difference makes another."""
+    recipe = variant.recipe
     protocol = options.protocol if options.protocol in ("own", "common") else Path(options.protocol).stem
-    default = make_budget(variant.recipe, options.profile)
-    actual = make_budget(variant.recipe, options.profile, options.epochs, options.subset)
-    tag = "" if actual.epochs == default.epochs else f"-e{actual.epochs}"
-    tag += "" if actual.train_images == default.train_images else f"-n{actual.train_images or 'all'}"
-    return RunKey(spec.name, variant.name, options.seed, options.profile, variant.spec_hash, data_sha256, protocol, tag)
+    tested_claims = [c for c in spec.claims_for(variant.name) if c.selection in TEST_SELECTION]
+    track_test = options.track_test
+    if track_test is None:  # the claim's own rule needs the test curve; only at the budget that can judge it
+        track_test = budget.is_full and protocol == "own" and bool(tested_claims)
+    augment = resolve_augment(recipe, options.augment)
+    return Identity(
+        report=spec.name,
+        variant=variant.name,
+        spec_hash=variant.spec_hash,
+        protocol=protocol,
+        seed=options.seed,
+        profile=budget.profile,
+        epochs=budget.epochs,
+        train_images=budget.train_images,
+        data_sha256=data_sha256,
+        device_type=device_type,
+        precision=resolve_precision(recipe, device_type, options.precision),
+        channels_last=resolve_layout(recipe, device_type, options.channels_last),
+        augment=augment,
+        workers=options.workers if augment == "torchvision" else 0,
+        compile=options.compile,
+        deterministic=options.deterministic,
+        track_test=track_test,
+        robustness=budget.is_full if options.robustness is None else options.robustness,
+        teacher=_given_teacher_hash(spec, variant, options),
+    )
+
+
+def _given_teacher(spec: Spec, variant: Variant, options: RunOptions) -> Path | None:
+    """The teacher checkpoint a run is told to load (--teacher-checkpoint, or the spec's), if any."""
+    distill = variant.recipe.train.distill
+    if distill is None:
+        return None
+    if options.teacher_checkpoint is not None:
+        return Path(options.teacher_checkpoint)
+    return spec.path.parent.parent / distill.teacher_checkpoint if distill.teacher_checkpoint else None
+
+
+def _given_teacher_hash(spec: Spec, variant: Variant, options: RunOptions) -> str | None:
+    path = _given_teacher(spec, variant, options)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise RunError(f"teacher checkpoint {path}: no such checkpoint file")
+    return checkpoint.file_sha256(path)
 
 
 def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, events: Events) -> dict[str, Any]:
@@ -402,24 +465,23 @@ def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, event
     budget = make_budget(variant.recipe, options.profile, options.epochs, options.subset)
     recipe = compress(variant.recipe, budget)
     data = load_cifar10(options.data)
-    key = run_key(spec, variant, options, data.sha256)
-    record_path, ckpt_dir = key.record_path(results), key.checkpoint_dir(results)
-    done = find_record(results, key)
+    check_fits(budget, recipe, len(data.train_x), len(data.test_x), data.label)
+    device = resolve_device(options.device)  # checked before anything is written
+    identity = identify(spec, variant, options, budget, data.sha256, device.type)
+    record_path, ckpt_dir = identity.record_path(results), identity.checkpoint_dir(results)
+    done = find_record(results, identity)
     if done is not None:
         events.message(
             f"{spec.name}/{variant.name} seed {options.seed} ({options.profile}) is already complete: {record_path}"
         )
         return done
-    device = resolve_device(options.device)  # checked before anything is written
-    if options.teacher_checkpoint is not None and not Path(options.teacher_checkpoint).is_file():
-        raise RunError(f"teacher checkpoint {options.teacher_checkpoint}: no such checkpoint file")
     with checkpoint.run_lock(ckpt_dir, results):
         if checkpoint.has_checkpoint(ckpt_dir) and not options.resume:
             raise RunError(
                 f"{ckpt_dir} holds a checkpoint of this run: pass --resume to continue it, "
                 "or delete that folder to start again"
             )
-        return _execute(spec, variant, recipe, budget, data, key, options, results, events, device)
+        return _execute(spec, variant, recipe, budget, data, identity, options, results, events, device)
 
 
 def _execute(
@@ -428,25 +490,26 @@ def _execute(
     recipe: Recipe,
     budget: Budget,
     data: Cifar10,
-    key: RunKey,
+    identity: Identity,
     options: RunOptions,
     results: Path,
     events: Events,
     device: torch.device,
 ) -> dict[str, Any]:
     """The run proper, under its lock: set up, resume, the epoch loop, the final test and the record."""
-    record_path, ckpt_dir = key.record_path(results), key.checkpoint_dir(results)
+    record_path, ckpt_dir = identity.record_path(results), identity.checkpoint_dir(results)
     if options.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    precision, runtime_deviations = choose_precision(recipe, device, options.precision, options.channels_last)
+    layout = "on" if identity.channels_last else "off"  # the identity's resolved settings, nothing re-decided
+    precision, runtime_deviations = choose_precision(recipe, device, identity.precision, layout)
 
     teacher, teacher_info = _teacher(spec, variant, options, results, events, device, precision)
     splits = make_splits(data, recipe, budget)
     source = TrainSource(
-        data.train_x[splits.train], data.train_y[splits.train], recipe, options.augment, device, options.workers
+        data.train_x[splits.train], data.train_y[splits.train], recipe, identity.augment, device, identity.workers
     )
     runtime_deviations.append(source.description)
     steps_per_epoch = math.ceil(len(splits.train) / recipe.train.batch_size)
@@ -469,18 +532,26 @@ def _execute(
         state, rejected = checkpoint.load_latest(ckpt_dir)
         for line in rejected:
             events.message(f"warning: {line}; using an older checkpoint")
-        if state["key"] != asdict(key) or state["budget"] != budget.as_dict():
+        differences = identity.differences(state.get("identity") or {})
+        if differences:
             raise RunError(
-                f"{ckpt_dir}: the checkpoint belongs to another spec, data or budget; delete it to start again"
+                f"{ckpt_dir}: the checkpoint belongs to another run ({'; '.join(differences)}); "
+                "delete that folder to start again"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best = state["history"], state["best"]
-        start_epoch, elapsed_before = state["epoch"] + 1, state["wall_time_s"]
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history, best = state["history"], state["best"]
+            start_epoch, elapsed_before = state["epoch"] + 1, state["wall_time_s"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            first = (str(error).splitlines() or [""])[0][:200]
+            raise RunError(
+                f"{ckpt_dir}: its checkpoint does not fit this run ({type(error).__name__}: {first})"
+            ) from None
         events.message(f"resuming {spec.name}/{variant.name} after epoch {start_epoch} of {recipe.train.epochs}")
 
-    events.message(_estimate(model, teacher, recipe, budget, splits, device, precision, options))
+    events.message(_estimate(model, teacher, recipe, budget, splits, device, precision, identity.track_test))
     # The loss is read back to the host every step on the CPU (free) and every READBACK_CUDA steps on
     # CUDA, so that the GPU never waits for the host; a NaN is caught at the next read-back.
     readback = 1 if device.type != "cuda" else READBACK_CUDA
@@ -531,21 +602,20 @@ def _execute(
             "train_images_per_s": seen / train_seconds,
             "seconds": time.perf_counter() - epoch_start,
         }
-        if options.track_test:
+        if identity.track_test:
             entry["test_acc_monitor"] = evaluate(
                 model, data.test_x[splits.test], data.test_y[splits.test], recipe, device, precision
             )
         history.append(entry)
         improved = entry["val_acc"] is not None and (best is None or entry["val_acc"] >= best["val_acc"])
-        if recipe.eval.select == "best-val" and improved:  # >=: the later epoch wins ties, as in 003
+        if improved:  # kept whatever eval.select says: the best-val rule's figure is recorded for every run
+            # >=: the later epoch wins ties, as in 003
             best = {"epoch": epoch, "val_acc": entry["val_acc"], "model": copy.deepcopy(model.state_dict())}
         checkpoint.save(
             ckpt_dir,
             epoch,
             {
-                "format": 1,
-                "key": asdict(key),
-                "budget": budget.as_dict(),
+                "identity": identity.as_dict(),
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -561,9 +631,6 @@ def _execute(
 
     outcome = Outcome(history, status, diverged_at, history[-1]["epoch"] if history else None)
     outcome.wall_time_s = elapsed_before + time.perf_counter() - started
-    if status == "complete" and best is not None:
-        model.load_state_dict(best["model"])
-        outcome.selected_epoch = best["epoch"]
     ctx = Context(
         spec,
         variant,
@@ -572,7 +639,7 @@ def _execute(
         budget,
         data,
         splits,
-        key,
+        identity,
         record_path,
         ckpt_dir,
         device,
@@ -582,21 +649,59 @@ def _execute(
     )
     if status == "complete":
         test_images, test_labels = data.test_x[splits.test], data.test_y[splits.test]
-        outcome.test_acc = evaluate(model, test_images, test_labels, recipe, device, precision)
+
+        def score(images: np.ndarray) -> float:
+            return evaluate(model, images, test_labels, recipe, device, precision)
+
+        outcome.test_acc_by_rule = _test_by_rule(model, best, history, score, test_images)
+        if recipe.eval.select == "best-val" and best is not None:
+            model.load_state_dict(best["model"])
+            outcome.selected_epoch = best["epoch"]
+        outcome.test_acc = outcome.test_acc_by_rule[SELECT_RULE[recipe.eval.select]]
         checkpoint.save_file(
             ckpt_dir / "final.pt",
             {"model": model.state_dict(), "selected_epoch": outcome.selected_epoch, **_model_identity(recipe, variant)},
         )
-        if options.robustness or (options.robustness is None and budget.is_full):
+        if identity.robustness:
             events.message(f"scoring {len(test_images):,} test images under 5 corruptions x 3 severities")
-            outcome.robustness = corrupted_accuracy(
-                lambda images: evaluate(model, images, test_labels, recipe, device, precision), test_images
-            )
+            outcome.robustness = corrupted_accuracy(score, test_images)
     record = _record(ctx, outcome, teacher_info)
     checkpoint.atomic_write_json(record_path, record)
     shown = "-" if outcome.test_acc is None else f"{outcome.test_acc:.2f}%"
     events.message(f"{status}: test accuracy {shown} -> {record_path}")
     return record
+
+
+SELECT_RULE = {"last": "last-epoch", "best-val": "best-val"}  # eval.select -> the rule whose figure it is
+
+
+def _test_by_rule(
+    model: nn.Module,
+    best: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    score: Callable[[np.ndarray], float],
+    test_images: np.ndarray,
+) -> dict[str, Any]:
+    """The test accuracy each selection rule gives: the last epoch's model, the best validation epoch's,
+    and the best epoch on the test curve (only with --track-test; a claim's rule, never the harness's).
+
+    Leaves `model` at its last epoch; each model is tested once, whatever the spec selects.
+    """
+    last = score(test_images)
+    figures: dict[str, Any] = {"last-epoch": last, "best-val": None, "best-val-epoch": None}
+    if best is not None:
+        figures["best-val-epoch"] = best["epoch"]
+        if best["epoch"] == history[-1]["epoch"]:
+            figures["best-val"] = last
+        else:
+            last_state = copy.deepcopy(model.state_dict())
+            model.load_state_dict(best["model"])
+            figures["best-val"] = score(test_images)
+            model.load_state_dict(last_state)
+    monitor = [(h["test_acc_monitor"], h["epoch"]) for h in history if "test_acc_monitor" in h]
+    value, epoch = max(monitor) if monitor else (None, None)  # ties: the later epoch
+    figures["best-epoch-test"], figures["best-epoch-test-epoch"] = value, epoch
+    return figures
 
 
 def _model_identity(recipe: Recipe, variant: Variant) -> dict[str, Any]:
@@ -665,7 +770,7 @@ def _estimate(
     splits: Splits,
     device: torch.device,
     precision: Precision,
-    options: RunOptions,
+    track_test: bool,
 ) -> str:
     """Time a few training steps on copies (the run's own state is untouched) and extrapolate."""
     probe = copy.deepcopy(model).train()
@@ -684,9 +789,7 @@ def _estimate(
         times.append(time.perf_counter() - start)
     train_rate = batch / float(np.median(times[1:]))
     eval_rate = 3 * train_rate  # a forward pass is about a third of a training step
-    per_epoch = (
-        len(splits.train) / train_rate + (len(splits.val) + (len(splits.test) if options.track_test else 0)) / eval_rate
-    )
+    per_epoch = len(splits.train) / train_rate + (len(splits.val) + (len(splits.test) if track_test else 0)) / eval_rate
     total = recipe.train.epochs * per_epoch + len(splits.test) / eval_rate
     macs = size_of(recipe.model).macs
     full = ""
@@ -726,9 +829,7 @@ def _teacher(
         return None, None
     teacher_spec, teacher_variant = linked
     model = build_model(teacher_variant.recipe.model)
-    given = options.teacher_checkpoint or (
-        str(spec.path.parent.parent / distill.teacher_checkpoint) if distill.teacher_checkpoint else None
-    )
+    given = _given_teacher(spec, variant, options)
     info: dict[str, Any] = {
         "spec": str(teacher_spec.path),
         "variant": teacher_variant.name,
@@ -738,7 +839,8 @@ def _teacher(
         path = Path(given)
         events.message(f"teacher: loading {path}")
     else:
-        teacher_options = dataclasses.replace(options, teacher_checkpoint=None)
+        # The teacher's own run: its records serve every student of the same seed, budget and data.
+        teacher_options = dataclasses.replace(options, teacher_checkpoint=None, track_test=None, robustness=None)
         teacher_record = run(teacher_spec, teacher_variant.name, teacher_options, results, events)
         if teacher_record["status"] != "complete":
             raise RunError(
@@ -776,16 +878,6 @@ def _record(ctx: Context, outcome: Outcome, teacher: dict[str, Any] | None) -> d
     if not data.official:
         deviations.append(f"data: {data.label}")
     deviations += ctx.runtime_deviations
-    report_rule = None
-    monitor = [(h["epoch"], h["test_acc_monitor"]) for h in history if "test_acc_monitor" in h]
-    if monitor:
-        epoch, value = max(monitor, key=lambda item: (item[1], item[0]))
-        report_rule = {
-            "rule": "max over epochs of test accuracy (the reports' best-epoch-test / test-early-stop; "
-            "monitor only, never used to select)",
-            "value": value,
-            "epoch": epoch,
-        }
     final_val = next((h["val_acc"] for h in history if h["epoch"] == outcome.selected_epoch), None)
     throughput = [h["train_images_per_s"] for h in history]
     return {
@@ -796,14 +888,17 @@ def _record(ctx: Context, outcome: Outcome, teacher: dict[str, Any] | None) -> d
         "seed": options.seed,
         "profile": budget.profile,
         "status": status,
-        "protocol": ctx.key.protocol,
+        "protocol": ctx.identity.protocol,
+        "identity": ctx.identity.as_dict(),
+        "run_id": ctx.identity.run_id,
+        "cohort": ctx.identity.cohort,
         "diverged_at": outcome.diverged_at,
-        "is_reproduction": status == "complete" and budget.is_full and data.official and ctx.key.protocol == "own",
+        "is_reproduction": status == "complete" and budget.is_full and data.official and ctx.identity.protocol == "own",
         "test_acc": outcome.test_acc,
         "val_acc": final_val,
         "selected_epoch": outcome.selected_epoch,
         "selection": recipe.eval.select,
-        "report_rule": report_rule,
+        "test_acc_by_rule": outcome.test_acc_by_rule,
         "robustness": outcome.robustness,
         "budget": {
             **budget.as_dict(),

@@ -27,7 +27,8 @@ EXPECTED = {
     },  # the only claim measured once, chosen without test data
     ("resnet10", "resnet10-onecycle"): {"test-selection", "code-differs"},
     ("resnet10", "resnet12-grid"): {"test-selection", "inconsistent", "params-mismatch", "code-differs", "unreleased"},
-    ("resnet10", "resnet12-as-written"): {"test-selection", "inconsistent", "params-mismatch"},  # 1x1: 175,258
+    # 1x1: 175,258; the grid's recipe it extends has an inferred init
+    ("resnet10", "resnet12-as-written"): {"test-selection", "inconsistent", "params-mismatch", "unreleased"},
     ("resnet10", "resnet18-grid"): {"test-selection", "inconsistent", "params-mismatch", "unreleased"},  # "11.7M"
     ("resnet4323-se", "as-coded"): {
         "test-selection",
@@ -72,3 +73,14 @@ def test_consistency_allows_rounding_and_truncation() -> None:
 
 def test_every_flag_has_a_unique_code() -> None:
     assert len({f.code for f in FLAGS.values()}) == len(FLAGS)
+
+
+def test_a_variant_inherits_the_deviations_of_what_it_extends_unless_it_changes_them() -> None:
+    spec = load_spec(SPECS_DIR / "resnet10.toml")
+    grid = {(d.kind, d.key) for d in spec.variants["resnet12-grid"].deviations}
+    assert ("unstated", "train.schedule") in grid  # resnet10-grid's StepLR note: the same schedule runs
+    written = {(d.kind, d.key) for d in spec.variants["resnet12-as-written"].deviations}
+    assert ("unstated", "train.schedule") in written and ("inferred", "model.init") in written
+    # it sets the text's 1x1 shortcut itself, so the note that the code uses 3x3 is not carried over
+    assert ("code-differs", "model.shortcut_kernel") not in written
+    assert ("harness", "model.stem_width") in written and ("code-differs", "model.stem_width") not in written

@@ -67,3 +67,38 @@ def test_too_few_epochs_for_the_phases() -> None:
     r = recipe("resnet4323-se")
     with pytest.raises(BudgetError, match="cannot hold the recipe's 2 training phases"):
         compress(r, make_budget(r, "full", epochs=1))
+
+
+def test_002s_warm_up_survives_the_smoke_budget() -> None:
+    r = recipe("se-resnet3343")  # 10 warm-up epochs from 0.1x, then 290 of cosine
+    smoke = compress(r, make_budget(r, "smoke"))
+    schedule = smoke.train.schedule
+    assert (smoke.train.epochs, schedule.warmup_epochs, schedule.warmup_start_factor) == (1, 1, pytest.approx(0.1))
+
+
+def test_a_batch_stepped_horizon_scales_with_the_steps_the_budget_takes() -> None:
+    r = recipe("resnet10")
+    r = r.model_copy(
+        update={
+            "train": r.train.model_copy(
+                update={"schedule": r.train.schedule.model_copy(update={"total_steps": 17_600})}
+            )
+        }
+    )
+    # smoke: 1 epoch of 1,024 images at batch 256 = 4 optimizer steps, of the recipe's 100 x 176 = 17,600
+    assert compress(r, make_budget(r, "smoke")).train.schedule.total_steps == 4
+
+
+@pytest.mark.parametrize(
+    ("train_count", "test_count", "message"),
+    [
+        (5_000, 10_000, "has 5,000 training images, but the validation split (5,000) and the training set"),
+        (7_000, 100, "has 100 test images, the budget tests on 1,024"),
+    ],
+)
+def test_data_smaller_than_the_split_and_budget_is_refused(train_count: int, test_count: int, message: str) -> None:
+    from harness.budget import check_fits
+
+    r = recipe("dmsresnet")
+    with pytest.raises(BudgetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_fits(make_budget(r, "smoke"), r, train_count, test_count, "tiny")

@@ -193,3 +193,32 @@ def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err
+
+
+def test_a_run_in_a_fresh_clone_leaves_git_status_clean(jpeg_archive: Path, tmp_path: Path) -> None:
+    # User runs go to the git-ignored runs/; the shipped results/ only changes when --results says so.
+    clone = tmp_path / "clone"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "clone", "-q", str(REPO), str(clone)], check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in listed:  # this working tree, committed in the clone: what CI's clean clone will hold
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            (clone / name).write_bytes((REPO / name).read_bytes())
+    subprocess.run([*git, "add", "-A"], cwd=clone, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "tree"], cwd=clone, check=True)
+    argv = ["run", "reproductions/resnet10.toml", "--variant", "resnet12-grid", "--profile", "smoke", "--subset", "64"]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *argv, "--data", str(jpeg_archive), "--quiet"],
+        cwd=clone,
+        env={**os.environ, "PYTHONPATH": str(clone)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(clone.glob("runs/resnet10/resnet12-grid/*.json"))
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+    assert status.stdout == ""

@@ -133,3 +133,50 @@ def test_normalize_batch() -> None:
     out = normalize(images, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
     assert out.shape == (2, 3, 32, 32)
     assert out[0, :, 0, 0].tolist() == pytest.approx([2.0, 1.0, 0.5])
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 truncated zip", b"\x00" * 4096])
+def test_a_damaged_decode_cache_is_rebuilt_with_a_warning(tmp_path: Path, monkeypatch, damage: bytes) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    source = make_folder(tmp_path / "images")
+    first = load_cifar10(source)
+    (cached,) = (tmp_path / "cache" / "data").glob("*.npz")
+    cached.write_bytes(damage)
+    with pytest.warns(data_module.DataWarning, match="damaged decode cache"):
+        again = load_cifar10(source)
+    assert again.sha256 == first.sha256 and np.array_equal(again.train_x, first.train_x)
+    assert load_cifar10(source).sha256 == first.sha256  # the rebuilt cache reads back
+
+
+def test_a_cache_with_wrong_arrays_is_not_trusted(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    source = make_folder(tmp_path / "images")
+    first = load_cifar10(source)
+    (cached,) = (tmp_path / "cache" / "data").glob("*.npz")
+    np.savez(
+        cached,
+        train_x=np.zeros((3, 8, 8), np.uint8),
+        train_y=np.zeros(3, np.int64),
+        test_x=first.test_x,
+        test_y=first.test_y,
+        meta=np.array([first.source, "False", first.sha256]),
+    )
+    with pytest.warns(data_module.DataWarning):
+        assert load_cifar10(source).train_x.shape == first.train_x.shape
+
+
+def test_the_cli_says_the_cache_was_rebuilt_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    source = make_folder(tmp_path / "images", per_class=1)
+    load_cifar10(source)
+    (cached,) = (tmp_path / "cache" / "data").glob("*.npz")
+    cached.write_bytes(b"garbage")
+    spec = str(Path(__file__).resolve().parents[1] / "reproductions" / "resnet10.toml")
+    # 10 training images cannot hold the validation split: refused in one line, after the warning
+    code = main(["run", spec, "--profile", "smoke", "--data", str(source), "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 2 and not (tmp_path / "r").exists()
+    assert err[0].startswith("harness: warning: ") and "damaged decode cache" in err[0]
+    assert err[1].startswith("harness: error: ") and "has 10 training images" in err[1]

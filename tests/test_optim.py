@@ -81,12 +81,31 @@ def test_constant() -> None:
 
 def test_schedule_compression_keeps_proportions() -> None:
     cosine = SCHEDULES["cosine"].model_validate({"name": "cosine", "t_max": 200})
-    assert cosine.scaled(0.15).t_max == 30
+    assert cosine.scaled(0.15, 0.01).t_max == 30  # epochs scale by the epoch factor
+    per_batch = SCHEDULES["cosine"].model_validate({"name": "cosine", "t_max": 1000, "step": "batch"})
+    assert per_batch.scaled(0.5, 0.01).t_max == 10  # optimizer steps by the step factor
     warm = SCHEDULES["warmup_cosine"].model_validate(
         {"name": "warmup_cosine", "warmup_epochs": 10, "decay_epochs": 290}
     )
-    assert (warm.scaled(0.1).warmup_epochs, warm.scaled(0.1).decay_epochs) == (1, 29)
-    assert SCHEDULES["step"].model_validate({"name": "step", "step_size": 20, "gamma": 0.5}).scaled(0.1).step_size == 2
+    assert (warm.scaled(0.1, 0.1).warmup_epochs, warm.scaled(0.1, 0.1).decay_epochs) == (1, 29)
+    assert (
+        SCHEDULES["step"].model_validate({"name": "step", "step_size": 20, "gamma": 0.5}).scaled(0.1, 1).step_size == 2
+    )
+
+
+def test_a_compressed_warm_up_keeps_its_starting_factor() -> None:
+    # 002: 10 warm-up epochs from 0.1x. Compressed to one epoch, the run must still start at 0.1x,
+    # not at the full rate; compressed to five, it climbs 0.1, 0.325, 0.55, 0.775, 1.0 as the original does
+    # over ten (0.1, 0.2, ..., 1.0).
+    warm = SCHEDULES["warmup_cosine"].model_validate(
+        {"name": "warmup_cosine", "warmup_epochs": 10, "decay_epochs": 290}
+    )
+    assert lrs(warm.model_dump(), 10)[0][:10] == pytest.approx([0.01 * (e + 1) for e in range(10)])
+    one = warm.scaled(1 / 300, 1 / 300)
+    assert (one.warmup_epochs, one.warmup_start_factor) == (1, pytest.approx(0.1))
+    assert lrs(one.model_dump(), 2)[0] == pytest.approx([0.01, 0.1])  # 0.1x, then the cosine's top
+    five = warm.scaled(0.5, 0.5)
+    assert lrs(five.model_dump(), 5)[0] == pytest.approx([0.01, 0.0325, 0.055, 0.0775, 0.1])
 
 
 def _model() -> nn.Module:
@@ -127,32 +146,44 @@ def test_optimizers_get_every_argument(spec: dict, expected: tuple) -> None:
         assert optimizer.param_groups[0][key] == value
 
 
-def test_lookahead_arithmetic() -> None:
-    # timm's Lookahead (k=2, alpha=0.5): the first sync adopts the fast weights, later syncs interpolate.
+def _lookahead_trajectory(first_sync: str, steps: int = 12, resume_after: int | None = None) -> list[float]:
+    """w after each of `steps` SGD steps (lr 1, no momentum) on loss = w, so every gradient is 1, under
+    Lookahead(k=5, alpha=0.5); optionally rebuilt from a state_dict after `resume_after` steps."""
     recipe = load_spec(SPECS_DIR / "dmsresnet.toml").variant("as-coded").recipe
-    recipe = recipe.model_copy(
-        update={
-            "train": recipe.train.model_copy(
-                update={
-                    "lookahead": recipe.train.lookahead.model_copy(update={"k": 2}),
-                    "optimizer": recipe.train.optimizer.model_copy(
-                        update={"momentum": 0.0, "weight_decay": 0.0, "lr": 0.1}
-                    ),
-                }
-            )
-        }
-    )
-    w = nn.Parameter(torch.tensor([1.0]))
+    train = recipe.train
+    update = {
+        "lookahead": train.lookahead.model_copy(update={"k": 5, "alpha": 0.5, "first_sync": first_sync}),
+        "optimizer": train.optimizer.model_copy(update={"momentum": 0.0, "weight_decay": 0.0, "lr": 1.0}),
+    }
+    recipe = recipe.model_copy(update={"train": train.model_copy(update=update)})
     holder = nn.Module()
-    holder.w = w
+    holder.w = nn.Parameter(torch.tensor([0.0]))
     optimizer = build_optimizer(holder, recipe)
-    fast = [1.0]
-    for _ in range(4):  # loss = w^2 / 2: gradient w, so each SGD step multiplies w by 0.9
-        optimizer_step(holder, optimizer, (w**2).sum() / 2, None)
-        fast.append(fast[-1] * 0.9)
-    slow_after_2 = fast[2]  # adopted at the first sync
-    fast_4 = slow_after_2 * 0.9 * 0.9
-    assert w.item() == pytest.approx(slow_after_2 + 0.5 * (fast_4 - slow_after_2))
+    out = []
+    for step in range(1, steps + 1):
+        optimizer_step(holder, optimizer, holder.w.sum(), None)
+        out.append(holder.w.item())
+        if step == resume_after:  # as a resumed run rebuilds it: a new optimizer loaded from the saved state
+            state = optimizer.state_dict()
+            optimizer = build_optimizer(holder, recipe)
+            optimizer.load_state_dict(state)
+    return out
+
+
+def test_lookahead_as_released_syncs_after_steps_1_6_11() -> None:
+    # Thakur et al.'s lookahead.py (pasted into 000's notebooks): the slow weights are the weights after
+    # step 1 (a sync that changes nothing), then w6 = w1 + 0.5 (fast6 - w1): -1 + 0.5 (-6 + 1) = -3.5,
+    # and w11 = -3.5 + 0.5 (-8.5 + 3.5) = -6.
+    released = [-1, -2, -3, -4, -5, -3.5, -4.5, -5.5, -6.5, -7.5, -6, -7]
+    assert _lookahead_trajectory("after-step-1") == released
+    assert _lookahead_trajectory("after-step-1", resume_after=7) == released
+
+
+def test_lookahead_as_timm_syncs_after_steps_5_10() -> None:
+    # timm: the slow weights are the weights after step 5 (no change), then w10 = -5 + 0.5 (-10 + 5) = -7.5.
+    timm_rule = [-1, -2, -3, -4, -5, -6, -7, -8, -9, -7.5, -8.5, -9.5]
+    assert _lookahead_trajectory("after-step-k") == timm_rule
+    assert _lookahead_trajectory("after-step-k", resume_after=3) == timm_rule
 
 
 def test_gradient_clipping_by_value() -> None:

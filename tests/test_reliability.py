@@ -195,9 +195,18 @@ def test_bad_data(tmp_path: Path, capsys, bad_data: dict[str, Path], case: str, 
 
 CLI_CASES = [
     (["run", "SPEC", "--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
-    (["run", "SPEC", "--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
-    (["run", "SPEC", "--subset", "0"], "argument --subset: expected a positive integer, got '0'"),
-    (["run", "SPEC", "--epochs", "two"], "argument --epochs: expected a positive integer, got 'two'"),
+    (["run", "SPEC", "--seed", "-1"], "argument --seed: expected a whole number from 0 to"),
+    (
+        ["run", "SPEC", "--seed", str(2**64)],
+        "argument --seed: expected a whole number from 0 to 9,223,372,036,854,775,807",
+    ),
+    (["run", "SPEC", "--subset", "0"], "argument --subset: expected a whole number from 1 to 10,000,000, got '0'"),
+    (["run", "SPEC", "--epochs", "two"], "argument --epochs: expected a whole number from 1 to 100,000, got 'two'"),
+    (["run", "SPEC", "--results", "FILE"], "argument --results: FILE is a file, expected a folder"),
+    (
+        ["run", "SPEC", "--results", "FILE/sub"],
+        "argument --results: FILE/sub: FILE is a file, so no folder can be made",
+    ),
     (["run", "SPEC", "--variant", "nope"], "variants: no variant 'nope'"),
     (["run", "SPEC", "--subset", "46000", "--data", "JPEG"], "--subset 46000 exceeds the 45000 training images"),
     (["run", "SPEC", "--protocol", "nowhere.toml", "--data", "JPEG"], "nowhere.toml: no such protocol file"),
@@ -206,7 +215,9 @@ CLI_CASES = [
     (["table", "--format", "html"], "argument --format: invalid choice: 'html'"),
     (["compare", "resnet10", "dmsresnet/as-coded"], "'resnet10': expected REPORT/VARIANT"),
     (["eval", "/nonexistent/final.pt"], "/nonexistent/final.pt: no such checkpoint file"),
-    (["measure", "SPEC", "--rounds", "0"], "argument --rounds: expected a positive integer"),
+    (["measure", "SPEC", "--rounds", "0"], "argument --rounds: expected a whole number from 1"),
+    (["eval", "NOTCKPT"], "NOTCKPT: unreadable, not a PyTorch checkpoint"),
+    (["plot", "--out", "FILE"], "argument --out: FILE is a file, expected a folder"),
 ]
 
 
@@ -216,8 +227,12 @@ def test_bad_arguments(
 ) -> None:
     monkeypatch.chdir(REPO)
     results = tmp_path / "results"
-    argv = [str(SPECS_DIR / "resnet10.toml") if a == "SPEC" else str(jpeg_archive) if a == "JPEG" else a for a in argv]
-    if argv[0] == "run":
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder, not a checkpoint")
+    named = {"SPEC": str(SPECS_DIR / "resnet10.toml"), "JPEG": str(jpeg_archive), "NOTCKPT": str(a_file)}
+    argv = [named.get(a, a).replace("FILE", str(a_file)) for a in argv]
+    expected = expected and expected.replace("FILE", str(a_file)).replace("NOTCKPT", str(a_file))
+    if argv[0] == "run" and "--results" not in argv:
         argv += ["--results", str(results)]
     if "--teacher-checkpoint" in argv:
         argv[1] = str(SPECS_DIR / "dmsresnet.toml")
@@ -291,10 +306,13 @@ def test_an_exploding_learning_rate_diverges_through_the_cli(jpeg_archive: Path,
 def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(jpeg_archive: Path, tmp_path: Path) -> None:
     spec = load_spec(SPECS_DIR / "resnet10.toml")
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
+    from harness.budget import make_budget
     from harness.data import load_cifar10
-    from harness.train import run_key
+    from harness.train import identify
 
-    key = run_key(spec, spec.variant("resnet12-grid"), options, load_cifar10(jpeg_archive).sha256)
+    variant = spec.variant("resnet12-grid")
+    budget = make_budget(variant.recipe, "smoke", None, 64)
+    key = identify(spec, variant, options, budget, load_cifar10(jpeg_archive).sha256, "cpu")
     lock = key.checkpoint_dir(tmp_path) / "run.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text(str(os.getppid()))  # a live process that is not us

@@ -159,20 +159,3 @@ def test_sweep_rejects_unknown_variants(capsys) -> None:
 def test_task_label() -> None:
     task = Task("x.toml", "resnet10", "resnet12-grid", RunOptions(seed=3, protocol="common"), "r", 1)
     assert task.label == "resnet10/resnet12-grid [common] seed 3"
-
-
-def test_a_budget_override_is_a_different_run() -> None:
-    # A sweep with --epochs/--subset must not skip runs finished at the profile's own budget.
-    from harness.train import run_key
-
-    spec = load_spec(SPECS_DIR / "resnet10.toml")
-    variant = spec.variant("resnet12-grid")
-
-    def stem(**overrides: int) -> str:
-        return run_key(spec, variant, RunOptions(profile="smoke", **overrides), "ab" * 32).stem
-
-    assert stem() == stem(epochs=1) == stem(subset=1024)  # the smoke defaults, spelled out
-    assert stem(epochs=5).startswith("smoke-e5-seed0-")
-    assert stem(subset=4096).startswith("smoke-n4096-seed0-")
-    assert stem(epochs=5, subset=4096).startswith("smoke-e5-n4096-seed0-")
-    assert run_key(spec, variant, RunOptions(profile="full", subset=4096), "ab" * 32).stem.startswith("full-n4096-")

@@ -44,6 +44,19 @@ def kaiming_fan_in_xavier_fc(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+@INITS.register("kaiming_fan_out_xavier_fc")
+def kaiming_fan_out_xavier_fc(model: nn.Module) -> None:
+    """003's grid ResNet-10 (models/resnet10.py): Kaiming-normal (fan_out, relu) conv weights with PyTorch's
+    default conv biases, Xavier-normal (gain sqrt 2) linear weight, zero linear bias; BN left as built."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_normal_(module.weight, gain=nn.init.calculate_gain("relu"))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 @INITS.register("kaiming_fan_in")
 def kaiming_fan_in(model: nn.Module) -> None:
     """He init as 002's text states it: N(0, 2 / n_in) for conv and linear weights, zero biases, BN 1/0."""

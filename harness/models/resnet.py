@@ -18,6 +18,8 @@ from harness.models.init import INITS
 from harness.schema import Section
 
 Fraction = float  # documented alias: a probability in [0, 1)
+MAX_WIDTH = 8192  # channels of any one layer: 16x ResNet-18's widest; beyond it a spec is surely a typo
+MAX_BLOCKS = 1000  # residual blocks in all (ResNet-1001 has 333 bottlenecks)
 
 
 class CifarResNetConfig(Section):
@@ -28,19 +30,19 @@ class CifarResNetConfig(Section):
     blocks: tuple[int, ...] = Field(min_length=1)
     widths: tuple[int, ...] = Field(min_length=1)
     strides: tuple[int, ...] = Field(min_length=1)
-    stem_width: int = Field(64, gt=0)
+    stem_width: int = Field(64, gt=0, le=MAX_WIDTH)
     stem_bias: bool = False
     conv_bias: bool = False
-    shortcut_kernel: int = Field(1, ge=1)
+    shortcut_kernel: int = Field(1, ge=1, le=7)
     shortcut_bias: bool = False
     se_sites: tuple[Literal["stem", "block"], ...] = ()
-    se_reduction: int = Field(16, gt=0)
+    se_reduction: int = Field(16, gt=0, le=MAX_WIDTH)
     dropout_block: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_fc: float = Field(0.0, ge=0.0, lt=1.0)
-    pool_kernel: int | None = Field(None, gt=0)
+    pool_kernel: int | None = Field(None, gt=0, le=1024)
     init: str = "pytorch_default"
-    num_classes: int = Field(10, gt=1)
-    input_size: int = Field(32, gt=0)
+    num_classes: int = Field(10, gt=1, le=100_000)
+    input_size: int = Field(32, gt=0, le=1024)
 
     def final_map_size(self) -> int:
         size = self.input_size
@@ -56,8 +58,12 @@ class CifarResNetConfig(Section):
                 found.append((key, f"has {len(getattr(self, key))} entries but blocks has {len(self.blocks)}"))
         if any(n <= 0 for n in self.blocks):
             found.append(("blocks", "every stage needs at least one block"))
+        if sum(self.blocks) > MAX_BLOCKS:
+            found.append(("blocks", f"{sum(self.blocks)} blocks in all; at most {MAX_BLOCKS} are supported"))
         if any(w <= 0 for w in self.widths):
             found.append(("widths", "every width must be positive"))
+        if any(w > MAX_WIDTH for w in self.widths):
+            found.append(("widths", f"every width must be at most {MAX_WIDTH}, got {list(self.widths)}"))
         if any(s not in (1, 2) for s in self.strides):
             found.append(("strides", f"each stride must be 1 or 2, got {list(self.strides)}"))
         if self.shortcut_kernel % 2 == 0:

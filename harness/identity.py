@@ -1,0 +1,150 @@
+"""Run identity and cohort: the one definition of when two runs are the same run, and which runs pool.
+
+A run's *identity* is every setting that changes its numbers or the contents of its record: the recipe
+(spec hash), protocol, seed, budget, data, device type, precision, layout, augmentation path, compile,
+deterministic kernels, test tracking, robustness scoring and a given teacher checkpoint. Two runs with
+one identity are the same run: the record and checkpoints are named by it, and a finished record is
+reused only for exactly it. A run's *cohort* is the part of its identity that decides what its accuracy
+estimates: runs of one cohort (differing in seed, or in settings that only change kernels' arithmetic or
+what else the record holds) are pooled into one mean; nothing else is ever pooled, compared or judged
+together. Table, compare, plot and sweep all read these two definitions from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+# The fields of an identity that a cohort keeps: recipe, budget, data, precision and teacher.
+COHORT_FIELDS = (
+    "report",
+    "variant",
+    "spec_hash",
+    "protocol",
+    "profile",
+    "epochs",
+    "train_images",
+    "data_sha256",
+    "precision",
+    "teacher",
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Every setting that makes a run what it is; see the module docstring."""
+
+    report: str
+    variant: str
+    spec_hash: str
+    protocol: str  # own, common, or a protocol file's stem
+    seed: int
+    profile: str
+    epochs: int
+    train_images: int | None  # None: every image left after the validation split
+    data_sha256: str
+    device_type: str  # cpu, cuda or mps
+    precision: str  # fp32 or bf16 (autocast)
+    channels_last: bool
+    augment: str  # batched or torchvision
+    workers: int  # DataLoader workers: they draw the torchvision path's randomness (0 for batched)
+    compile: bool
+    deterministic: bool
+    track_test: bool
+    robustness: bool
+    teacher: str | None  # sha256 of a given teacher checkpoint; None: the teacher's own run
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        return _digest(self.as_dict())
+
+    @property
+    def cohort(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in COHORT_FIELDS}
+
+    @property
+    def stem(self) -> str:
+        """A readable file name made unique by the run id, e.g. `common-smoke-e5-n4096-seed0-1a2b3c4d5e6f`."""
+        prefix = "" if self.protocol == "own" else f"{self.protocol}-"
+        images = self.train_images or "all"
+        return f"{prefix}{self.profile}-e{self.epochs}-n{images}-seed{self.seed}-{self.run_id[:12]}"
+
+    def record_path(self, results: Path) -> Path:
+        return results / self.report / self.variant / f"{self.stem}.json"
+
+    def checkpoint_dir(self, results: Path) -> Path:
+        return results / "checkpoints" / self.report / self.variant / self.stem
+
+    def differences(self, other: dict[str, Any]) -> list[str]:
+        """The fields (as `name: ours vs theirs`) in which another identity differs from this one."""
+        return [
+            f"{f.name}: {getattr(self, f.name)!r} vs {other.get(f.name)!r}"
+            for f in fields(self)
+            if other.get(f.name) != getattr(self, f.name)
+        ]
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cohort_id(cohort: dict[str, Any]) -> str:
+    return _digest(cohort)
+
+
+def comparison_key(cohort: dict[str, Any]) -> tuple[Any, ...]:
+    """What two *different* entries must share to be compared: budget, data and precision.
+
+    At the full budget each recipe runs its own epochs, so epochs are not compared; below it, the
+    budgets must be identical.
+    """
+    epochs = None if cohort["profile"] == "full" else cohort["epochs"]
+    return (cohort["profile"], epochs, cohort["train_images"], cohort["data_sha256"], cohort["precision"])
+
+
+def identity_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's identity: stored in records since schema 2, derived from the fields of older ones."""
+    if isinstance(record.get("identity"), dict):
+        return record["identity"]
+    budget, device, data = record.get("budget") or {}, record.get("device") or {}, record.get("data") or {}
+    augment = record.get("augment_pipeline", "batched")
+    teacher = record.get("teacher") or {}
+    return {
+        "report": record.get("report"),
+        "variant": record.get("variant"),
+        "spec_hash": record.get("spec_hash"),
+        "protocol": record.get("protocol", "own"),
+        "seed": record.get("seed"),
+        "profile": record.get("profile"),
+        "epochs": budget.get("epochs"),
+        "train_images": budget.get("train_images"),
+        "data_sha256": data.get("sha256") or record.get("data_source"),
+        "device_type": device.get("type"),
+        "precision": "bf16" if device.get("autocast") == "bfloat16" else "fp32",
+        "channels_last": bool(device.get("channels_last")),
+        "augment": augment,
+        "workers": device.get("workers", 0) if augment == "torchvision" else 0,
+        "compile": "torch.compile" in (record.get("deviations") or []),
+        "deterministic": bool(device.get("deterministic")),
+        "track_test": any("test_acc_monitor" in h for h in record.get("history") or []),
+        "robustness": record.get("robustness") is not None,
+        "teacher": teacher.get("checkpoint") if teacher and "record" not in teacher else None,
+    }
+
+
+def cohort_of(record: dict[str, Any]) -> dict[str, Any]:
+    identity = identity_of(record)
+    return {name: identity.get(name) for name in COHORT_FIELDS}
+
+
+def budget_text(cohort: dict[str, Any]) -> str:
+    """A cohort's training budget, e.g. `smoke (5 ep, 4,096 img)`."""
+    images = f"{cohort['train_images']:,} img" if cohort.get("train_images") else "all img"
+    precision = "" if cohort.get("precision", "fp32") == "fp32" else f", {cohort['precision']}"
+    return f"{cohort['profile']} ({cohort['epochs']} ep, {images}{precision})"

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# As the CLI does (harness/cli.py), before PyTorch loads: OpenMP threads sleep rather than spin, so the
+# suite holds up when other processes load the CPUs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # The tests never touch the user's cache (decoded data, timings): one private folder per session.
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.measure import size_of
-from harness.spec import Claim, Spec
-
-TEST_SELECTION = ("best-epoch-test", "test-early-stop")
+from harness.size import size_of
+from harness.spec import TEST_SELECTION, Claim, Spec
 
 
 @dataclass(frozen=True)
@@ -117,3 +115,22 @@ def audit(spec: Spec, variant: str) -> list[Finding]:
 
 def legend() -> str:
     return "; ".join(f"{f.code} = {f.name}: {f.meaning}" for f in FLAGS.values())
+
+
+def audit_text(spec: Spec, variant: str) -> str:
+    """`harness audit` for one variant: its flags with their evidence, its claims, its deviations by kind."""
+    v = spec.variants[variant]
+    lines = [f"## {spec.name} / {variant}  ({spec.report.title}, {spec.report.year})", f"   {v.description}"]
+    findings = audit(spec, variant)
+    lines += [] if findings else ["   no flags"]
+    for finding in findings:
+        lines += [f"   [{finding.flag.code}] {finding.flag.name}: {finding.flag.meaning}", f"       {finding.detail}"]
+    params = size_of(v.recipe.model).params
+    for claim in spec.claims_for(variant):
+        status = ""
+        if claim.metric == "params":
+            status = f" -> measured {params:,}: {claim.agreement(params) or 'does NOT reproduce'}"
+        lines.append(f"   claim {claim.id}: {claim.describe()}{status}")
+    for kind in ("code-differs", "unstated", "inferred", "harness"):
+        lines += [f"   deviation [{kind}] {d.key}: {d.note}" for d in v.deviations if d.kind == kind]
+    return "\n".join(lines) + "\n"

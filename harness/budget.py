@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from harness.data import SPLIT_SIZES
-from harness.spec import Phase, Recipe
+from harness.cifar10 import SPLIT_SIZES
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # budget.py stays free of PyTorch: the CLI reads PROFILES before it loads anything
+    from harness.spec import Phase, Recipe
 
 Profile = Literal["full", "short", "smoke"]
 PROFILES: tuple[Profile, ...] = ("full", "short", "smoke")
@@ -21,7 +24,7 @@ SMOKE_TRAIN_IMAGES = 1024  # smoke: a small subset, and one epoch per training p
 TEST_IMAGES = SPLIT_SIZES["test"]
 
 
-class BudgetError(ValueError):
+class BudgetError(HarnessError):
     """A budget that cannot be applied to a recipe (e.g. more images than the dataset has)."""
 
 

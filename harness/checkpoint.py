@@ -15,16 +15,19 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.errors import HarnessError
+
 KEEP = 2
 PATTERN = re.compile(r"^epoch-(\d{4,})\.pt$")
 
 
-class CheckpointError(Exception):
+class CheckpointError(HarnessError):
     """No usable checkpoint; the message says what was found and why it was rejected."""
 
 
@@ -101,12 +104,42 @@ def save(directory: Path, epoch: int, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_latest(directory: Path) -> tuple[dict[str, Any], list[str]]:
-    """The newest checkpoint that verifies, and a line for each newer one that was rejected."""
+@dataclass(frozen=True)
+class TrainState:
+    """What a checkpoint holds: exactly what a resumed run reads back, and the model card `harness eval` reads."""
+
+    identity: dict[str, Any]  # the run this state belongs to (identity.Identity.as_dict)
+    epoch: int  # the last finished epoch, 0-based
+    model: dict[str, Any]
+    optimizer: dict[str, Any]  # Lookahead's slow weights and step count included
+    scheduler: dict[str, Any]
+    history: list[dict[str, Any]]
+    best: dict[str, Any] | None  # {"epoch", "val_acc", "model"} of the best validation epoch so far
+    wall_time_s: float
+    model_card: dict[str, Any]  # spec_hash, model_config, normalization: enough to rebuild and score the model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: it would copy every tensor
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], path: Path) -> TrainState:
+        missing = [f.name for f in fields(cls) if f.name not in state]
+        if missing:
+            raise CheckpointError(f"{path}: not a training checkpoint of this harness (no {', '.join(missing)})")
+        return cls(**{f.name: state[f.name] for f in fields(cls)})
+
+
+def save_state(directory: Path, state: TrainState) -> Path:
+    """Save the state reached after `state.epoch` and prune all but the newest KEEP checkpoints."""
+    return save(directory, state.epoch, state.to_dict())
+
+
+def load_state(directory: Path) -> tuple[TrainState, list[str]]:
+    """The newest checkpoint that verifies and reads as a TrainState, and a line for each rejected one."""
     rejected: list[str] = []
     for path in _checkpoints(directory):
         try:
-            return load_file(path), rejected
+            return TrainState.from_dict(load_file(path), path), rejected
         except CheckpointError as error:
             rejected.append(str(error))
     found = "; ".join(rejected) if rejected else "none found"

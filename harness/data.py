@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.utils.data
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from harness.cifar10 import CLASSES, SPLIT_SIZES
+from harness.errors import HarnessError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
-SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 
 
-class DataError(Exception):
+class DataError(HarnessError):
     """A data source that cannot be used; the message names the path and what was expected."""
 
 
@@ -278,16 +279,3 @@ class AugmentedImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = torch.from_numpy(self.images[index]).permute(2, 0, 1)
         return self.transform(image), int(self.labels[index])
-
-
-def to_float(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
-
-
-def normalize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """The test transform for a whole batch: uint8 NHWC -> float NCHW in [0, 1] -> (x - mean) / std."""
-    x = to_float(images)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s

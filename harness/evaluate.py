@@ -1,31 +1,146 @@
-"""`harness eval`: score a saved model on the clean and the corrupted test set, without its spec."""
+"""Scoring models: top-1 accuracy on clean, augmented and corrupted images, and `harness eval`.
+
+The test transform is the training pipeline with no ops (augment.Pipeline): the uint8-to-float rule
+and the normalisation are the training path's own. Nothing here chooses a model on test data: each
+selection rule's model is tested once (`test_by_rule`), and the spec names which figure is the clean one.
+"""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import ValidationError
+from torch import nn
 
 from harness import checkpoint
+from harness.augment import Pipeline
 from harness.data import load_cifar10
+from harness.errors import RunError
 from harness.models import MODELS, build_model
 from harness.robustness import corrupted_accuracy
-from harness.spec import as_tuples
-from harness.train import TEST_SUBSET_SEED, Precision, RunError, evaluate_arrays, resolve_device, subset_of
+from harness.runtime import Runtime, resolve_device
+from harness.source import TEST_SUBSET_SEED, TrainSource, on_device, subset_of
+from harness.spec import Recipe, as_tuples
 
-EVAL_BATCH = 256
+SELECT_RULE = {"last": "last-epoch", "best-val": "best-val"}  # eval.select -> the rule whose figure it is
+EVAL_BATCH = 256  # `harness eval`, which has no spec
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    test_transform: Pipeline,
+    batch_size: int,
+    runtime: Runtime,
+) -> float:
+    """Top-1 accuracy (%) of uint8 NHWC images through the test transform, in eval mode."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        x = runtime.images(test_transform.batched(on_device(images[start : start + batch_size], runtime.device)))
+        with runtime.autocast_context():
+            logits = model(x)
+        correct += (logits.argmax(1).cpu() == torch.from_numpy(labels[start : start + len(x)])).sum().item()
+    return 100.0 * correct / max(1, len(images))
+
+
+def test_transform(recipe: Recipe) -> Pipeline:
+    """The recipe's test transform: no ops, then its normalisation."""
+    return Pipeline((), recipe.data.mean, recipe.data.std)
+
+
+@torch.no_grad()
+def augmented_accuracy(model: nn.Module, batches: Any, runtime: Runtime) -> float:
+    """Top-1 accuracy (%) over batches that already went through the training transform (002's validation)."""
+    model.eval()
+    correct = total = 0
+    for x, y in batches:
+        with runtime.autocast_context():
+            correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    return 100.0 * correct / max(1, total)
+
+
+def validation_accuracy(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, recipe: Recipe, source: TrainSource, seed: int
+) -> float | None:
+    """Accuracy on the held-out split, through the eval transform or (002) seeded training augmentation."""
+    if len(images) == 0:
+        return None
+    if recipe.data.val_transform == "eval":
+        return accuracy(model, images, labels, test_transform(recipe), recipe.eval.batch_size, source.runtime)
+    batches = source.augmented(images, labels, recipe.eval.batch_size, seed)
+    return augmented_accuracy(model, batches, source.runtime)
+
+
+def test_by_rule(
+    model: nn.Module, best: dict[str, Any] | None, history: list[dict[str, Any]], score: Callable[[], float]
+) -> dict[str, Any]:
+    """The test accuracy each selection rule gives: the last epoch's model, the best validation epoch's,
+    and the best epoch of the test curve (only with --track-test; a claim's rule, never the harness's).
+
+    Leaves `model` at its last epoch; each model is tested once, whatever the spec selects.
+    """
+    last = score()
+    figures: dict[str, Any] = {"last-epoch": last, "best-val": None, "best-val-epoch": None}
+    if best is not None:
+        figures["best-val-epoch"] = best["epoch"]
+        if best["epoch"] == history[-1]["epoch"]:
+            figures["best-val"] = last
+        else:
+            last_state = copy.deepcopy(model.state_dict())
+            model.load_state_dict(best["model"])
+            figures["best-val"] = score()
+            model.load_state_dict(last_state)
+    monitor = [(h["test_acc_monitor"], h["epoch"]) for h in history if "test_acc_monitor" in h]
+    value, epoch = max(monitor) if monitor else (None, None)  # ties: the later epoch
+    figures["best-epoch-test"], figures["best-epoch-test-epoch"] = value, epoch
+    return figures
 
 
 def evaluate_checkpoint(
     path: Path, data: str | None, subset: int | None, device_name: str, corruptions: bool
 ) -> dict[str, Any]:
-    """Clean (and corrupted) test accuracy of the model in a harness checkpoint."""
+    """Clean (and corrupted) test accuracy of the model in a harness checkpoint, without its spec."""
     state = checkpoint.load_file(path, verify=False)  # still checked whenever its .sha256 lies beside it
-    if "model_config" not in state or "normalization" not in state:
+    card = state.get("model_card") or state  # schema 1 checkpoints kept these keys at the top level
+    if "model_config" not in card or "normalization" not in card:
         raise checkpoint.CheckpointError(f"{path}: not a harness model checkpoint (no model_config/normalization)")
-    config = state["model_config"]
+    model = _rebuild(path, card["model_config"], state["model"])
+    device = resolve_device(device_name)
+    runtime = Runtime.for_device(device)
+    model = runtime.model(model)
+    cifar = load_cifar10(data)
+    index = np.arange(len(cifar.test_x))
+    if subset is not None:
+        if subset > len(index):
+            raise RunError(f"--subset {subset} exceeds the {len(index)} test images")
+        index = subset_of(index, subset, TEST_SUBSET_SEED)  # a run's test subset (spec val_seed 0)
+    images, labels = cifar.test_x[index], cifar.test_y[index]
+    transform = Pipeline((), card["normalization"]["mean"], card["normalization"]["std"])
+
+    def score(batch_images: np.ndarray) -> float:
+        return accuracy(model, batch_images, labels, transform, EVAL_BATCH, runtime)
+
+    return {
+        "checkpoint": str(path),
+        "spec_hash": card.get("spec_hash"),
+        "data_source": cifar.label,
+        "data_sha256": cifar.sha256,
+        "test_images": len(index),
+        "test_acc": score(images),
+        "robustness": corrupted_accuracy(score, images) if corruptions else None,
+    }
+
+
+def _rebuild(path: Path, config: dict[str, Any], weights: dict[str, Any]) -> nn.Module:
     if config.get("arch") not in MODELS:
         raise checkpoint.CheckpointError(f"{path}: unknown model arch {config.get('arch')!r}")
     try:
@@ -36,32 +151,30 @@ def evaluate_checkpoint(
         ) from None
     model = build_model(model_cfg)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as error:
         raise checkpoint.CheckpointError(
             f"{path}: weights do not fit the model ({str(error).splitlines()[0]})"
         ) from None
-    device = resolve_device(device_name)
-    model = model.to(device)
-    cifar = load_cifar10(data)
-    index = np.arange(len(cifar.test_x))
-    if subset is not None:
-        if subset > len(index):
-            raise RunError(f"--subset {subset} exceeds the {len(index)} test images")
-        index = subset_of(index, subset, TEST_SUBSET_SEED)  # a run's test subset (spec val_seed 0)
-    images, labels = cifar.test_x[index], cifar.test_y[index]
-    mean, std = tuple(state["normalization"]["mean"]), tuple(state["normalization"]["std"])
-    precision = Precision(None, False)
+    return model
 
-    def score(batch_images: np.ndarray) -> float:
-        return evaluate_arrays(model, batch_images, labels, mean, std, EVAL_BATCH, device, precision)
 
-    return {
-        "checkpoint": str(path),
-        "spec_hash": state.get("spec_hash"),
-        "data_source": cifar.label,
-        "data_sha256": cifar.sha256,
-        "test_images": len(index),
-        "test_acc": score(images),
-        "robustness": corrupted_accuracy(score, images) if corruptions else None,
-    }
+def evaluation_text(path: Path, result: dict[str, Any]) -> str:
+    """`harness eval`'s figures as text: the clean accuracy, then a row per corruption."""
+    from tabulate import tabulate
+
+    lines = [
+        f"{path}: {result['test_images']:,} test images of {result['data_source']}",
+        f"clean accuracy: {result['test_acc']:.2f}%",
+    ]
+    robust = result.get("robustness")
+    if robust:
+        body = [
+            [name, *(f"{acc:.2f}" for acc in by_severity.values())]
+            for name, by_severity in robust["per_corruption"].items()
+        ]
+        lines.append(
+            tabulate(body, headers=["corruption", "severity 1", "severity 2", "severity 3"], tablefmt="github")
+        )
+        lines.append(f"mean corrupted accuracy: {robust['mean']:.2f}%")
+    return "\n".join(lines)

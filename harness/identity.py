@@ -108,41 +108,6 @@ def comparison_key(cohort: dict[str, Any]) -> tuple[Any, ...]:
     return (cohort["profile"], epochs, cohort["train_images"], cohort["data_sha256"], cohort["precision"])
 
 
-def identity_of(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's identity: stored in records since schema 2, derived from the fields of older ones."""
-    if isinstance(record.get("identity"), dict):
-        return record["identity"]
-    budget, device, data = record.get("budget") or {}, record.get("device") or {}, record.get("data") or {}
-    augment = record.get("augment_pipeline", "batched")
-    teacher = record.get("teacher") or {}
-    return {
-        "report": record.get("report"),
-        "variant": record.get("variant"),
-        "spec_hash": record.get("spec_hash"),
-        "protocol": record.get("protocol", "own"),
-        "seed": record.get("seed"),
-        "profile": record.get("profile"),
-        "epochs": budget.get("epochs"),
-        "train_images": budget.get("train_images"),
-        "data_sha256": data.get("sha256") or record.get("data_source"),
-        "device_type": device.get("type"),
-        "precision": "bf16" if device.get("autocast") == "bfloat16" else "fp32",
-        "channels_last": bool(device.get("channels_last")),
-        "augment": augment,
-        "workers": device.get("workers", 0) if augment == "torchvision" else 0,
-        "compile": "torch.compile" in (record.get("deviations") or []),
-        "deterministic": bool(device.get("deterministic")),
-        "track_test": any("test_acc_monitor" in h for h in record.get("history") or []),
-        "robustness": record.get("robustness") is not None,
-        "teacher": teacher.get("checkpoint") if teacher and "record" not in teacher else None,
-    }
-
-
-def cohort_of(record: dict[str, Any]) -> dict[str, Any]:
-    identity = identity_of(record)
-    return {name: identity.get(name) for name in COHORT_FIELDS}
-
-
 def budget_text(cohort: dict[str, Any]) -> str:
     """A cohort's training budget, e.g. `smoke (5 ep, 4,096 img)`."""
     images = f"{cohort['train_images']:,} img" if cohort.get("train_images") else "all img"

@@ -13,7 +13,8 @@ matplotlib.use("Agg")  # files only: no display is needed or assumed
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
-from harness.identity import budget_text, cohort_id, cohort_of
+from harness.identity import budget_text, cohort_id
+from harness.record import Record
 
 AXES = {
     "params": ("parameters (millions)", 1e-6, "params"),  # row key: (axis label, scale, file name part)
@@ -102,29 +103,29 @@ def _cohort_label(cohort: dict[str, Any]) -> str:
     return f"{prefix}{cohort['profile']}-e{cohort['epochs']}-n{cohort['train_images'] or 'all'}{precision}"
 
 
-def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
+def learning_curves(records: list[Record], out: Path) -> list[Path]:
     """One PNG per cohort (identity.py): loss and accuracy per epoch, a colour per seed.
 
     Runs of another recipe, protocol, budget, data set or precision are never drawn together: their
     curves do not compare.
     """
     out.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
     for record in records:
-        if record.get("history"):
-            cohort = cohort_of(record)
-            key = (record["report"], record["variant"], _cohort_label(cohort), cohort_id(cohort)[:8])
+        if record.history:
+            cohort = record.cohort
+            key = (record.report, record.variant, _cohort_label(cohort), cohort_id(cohort)[:8])
             groups[key].append(record)
     labels = Counter((report, variant, label) for report, variant, label, _ in groups)
     written = []
     for (report, variant, label, sha), runs in sorted(groups.items()):
         fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-        for n, record in enumerate(sorted(runs, key=lambda r: r["seed"])):
+        for n, record in enumerate(sorted(runs, key=lambda r: r.seed)):
             colour = f"C{n % 10}"
-            history = record["history"]
+            history = record.history
             epochs = [h["epoch"] + 1 for h in history]
             loss_ax.plot(
-                epochs, [h["train_loss"] for h in history], marker=".", color=colour, label=f"seed {record['seed']}"
+                epochs, [h["train_loss"] for h in history], marker=".", color=colour, label=f"seed {record.seed}"
             )
             vals = [h.get("val_acc") for h in history]
             if any(v is not None for v in vals):
@@ -142,11 +143,11 @@ def learning_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
         for ax in (loss_ax, acc_ax):
             ax.grid(alpha=0.3)
             ax.xaxis.get_major_locator().set_params(integer=True)
-        budget = runs[0].get("budget", {})
+        budget = runs[0].budget
         images = f"{budget['train_images']:,}" if budget.get("train_images") else "all"
         fig.suptitle(
-            f"{report}/{variant}: {runs[0].get('protocol', 'own')} recipe, {runs[0]['profile']} budget "
-            f"({budget.get('epochs')} epochs, {images} training images), {runs[0].get('data_source', '')}",
+            f"{report}/{variant}: {runs[0].protocol} recipe, {runs[0].profile} budget "
+            f"({budget.get('epochs')} epochs, {images} training images), {runs[0].data_source}",
             fontsize=8,
         )
         fig.tight_layout()

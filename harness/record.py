@@ -10,19 +10,122 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.identity import Identity
+from harness.identity import COHORT_FIELDS, Identity
 
 SCHEMA = "harness.result/2"
-READABLE_SCHEMAS = ("harness.result/1", SCHEMA)  # schema 1 records lack `identity`: see identity.identity_of
+READABLE_SCHEMAS = ("harness.result/1", SCHEMA)  # schema 1 records lack `identity`: derived on reading
 REQUIRED = ("schema", "report", "variant", "seed", "profile", "status", "spec_hash")
 
 
-def load_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
+@dataclass(frozen=True)
+class Record:
+    """One run's result and its provenance, as written to `<results>/<report>/<variant>/<stem>.json`."""
+
+    report: str
+    variant: str
+    seed: int
+    profile: str
+    status: str  # complete or diverged
+    spec_hash: str
+    identity: dict[str, Any]  # every setting of the run (identity.Identity)
+    run_id: str
+    cohort: dict[str, Any]  # the part of the identity that decides which runs pool
+    report_id: str = ""
+    protocol: str = "own"
+    diverged_at: dict[str, Any] | None = None
+    is_reproduction: bool = False
+    test_acc: float | None = None  # the clean figure: the model eval.select names
+    val_acc: float | None = None
+    selected_epoch: int | None = None
+    selection: str = "last"
+    test_acc_by_rule: dict[str, Any] = field(default_factory=dict)  # last-epoch, best-val, best-epoch-test
+    robustness: dict[str, Any] | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
+    data_source: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    spec_file: str = ""
+    model_hash: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
+    deviations: list[str] = field(default_factory=list)
+    teacher: dict[str, Any] | None = None
+    params: int | None = None
+    macs: int | None = None
+    augment_pipeline: str = "batched"
+    device: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float | None = None
+    device_hours: float | None = None
+    train_images_per_s: float | None = None
+    finished_at: str = ""
+    record_path: str = ""
+    checkpoint_dir: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    schema: str = SCHEMA
+    origin: str = field(default="", compare=False)  # the results folder it was read from; never written
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "origin"}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], origin: str = "") -> Record:
+        """A record as written, or a schema-1 record with its identity and per-rule figures derived."""
+        known = {f.name for f in fields(cls)} - {"origin"}
+        values = {k: v for k, v in data.items() if k in known}
+        if data.get("schema") != SCHEMA:
+            values = {**_upgrade(data), **values, "schema": SCHEMA}  # derived only where the record is silent
+        return cls(**values, origin=origin)
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: the identity from the record's other fields, and the per-rule test figures."""
+    identity = _legacy_identity(data)
+    rule = {"last": "last-epoch", "best-val": "best-val"}.get(data.get("selection", "last"), "last-epoch")
+    by_rule: dict[str, Any] = {"last-epoch": None, "best-val": None, rule: data.get("test_acc")}
+    by_rule["best-epoch-test"] = (data.get("report_rule") or {}).get("value")
+    return {
+        "schema": SCHEMA,
+        "identity": identity,
+        "run_id": Identity(**identity).run_id if set(identity) == set(Identity.__dataclass_fields__) else "",
+        "cohort": {name: identity.get(name) for name in COHORT_FIELDS},
+        "test_acc_by_rule": by_rule,
+    }
+
+
+def _legacy_identity(record: dict[str, Any]) -> dict[str, Any]:
+    budget, device, data = record.get("budget") or {}, record.get("device") or {}, record.get("data") or {}
+    augment = record.get("augment_pipeline", "batched")
+    teacher = record.get("teacher") or {}
+    return {
+        "report": record.get("report"),
+        "variant": record.get("variant"),
+        "spec_hash": record.get("spec_hash"),
+        "protocol": record.get("protocol", "own"),
+        "seed": record.get("seed"),
+        "profile": record.get("profile"),
+        "epochs": budget.get("epochs"),
+        "train_images": budget.get("train_images"),
+        "data_sha256": data.get("sha256") or record.get("data_source"),
+        "device_type": device.get("type"),
+        "precision": "bf16" if device.get("autocast") == "bfloat16" else "fp32",
+        "channels_last": bool(device.get("channels_last")),
+        "augment": augment,
+        "workers": device.get("workers", 0) if augment == "torchvision" else 0,
+        "compile": "torch.compile" in (record.get("deviations") or []),
+        "deterministic": bool(device.get("deterministic")),
+        "track_test": any("test_acc_monitor" in h for h in record.get("history") or []),
+        "robustness": record.get("robustness") is not None,
+        "teacher": teacher.get("checkpoint") if teacher and "record" not in teacher else None,
+    }
+
+
+def load_records(directory: Path) -> tuple[list[Record], list[str]]:
     """Every readable result record under `directory`, and one line for each file that is not."""
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     problems: list[str] = []
     if not directory.is_dir():
         return records, problems
@@ -30,31 +133,42 @@ def load_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if "checkpoints" in path.relative_to(directory).parts:
             continue
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             problems.append(f"{path}: skipped, not a readable JSON record ({error})")
             continue
-        if not isinstance(record, dict) or record.get("schema") not in READABLE_SCHEMAS:
+        if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
             continue  # not a result record (e.g. a sweep summary)
-        missing = [key for key in REQUIRED if key not in record]
+        missing = [key for key in REQUIRED if key not in data]
         if missing:
             problems.append(f"{path}: skipped, record lacks {', '.join(missing)}")
             continue
-        record["_origin"] = str(directory)  # which folder it came from, shown by the table; never written back
-        records.append(record)
+        try:
+            records.append(Record.from_json(data, origin=str(directory)))
+        except TypeError as error:
+            problems.append(f"{path}: skipped, not a result record of this harness ({error})")
     return records, problems
 
 
-def find_record(results: Path, identity: Identity) -> dict[str, Any] | None:
+def find_record(results: Path, identity: Identity) -> Record | None:
     """The finished record of exactly this run (the same identity), if there is one."""
     path = identity.record_path(results)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA or record.get("status") != "complete":
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or data.get("status") != "complete":
         return None
-    return record if record.get("identity") == identity.as_dict() else None
+    if data.get("identity") != identity.as_dict():
+        return None
+    return Record.from_json(data, origin=str(results))
+
+
+def write_record(record: Record) -> None:
+    """Write a record atomically where its path says."""
+    from harness.checkpoint import atomic_write_json
+
+    atomic_write_json(Path(record.record_path), record.to_json())
 
 
 def git_state(start: Path) -> dict[str, Any]:

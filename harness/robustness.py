@@ -16,8 +16,6 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from harness.data import to_float
-
 SEVERITIES = (1, 2, 3)
 PARAMETERS: dict[str, tuple[float, float, float]] = {
     "gaussian_noise": (0.04, 0.08, 0.10),  # std of additive noise, pixels in [0, 1]
@@ -26,6 +24,12 @@ PARAMETERS: dict[str, tuple[float, float, float]] = {
     "contrast": (0.75, 0.4, 0.15),  # factor towards each image's mean
     "brightness": (0.1, 0.2, 0.3),  # added to every pixel, in [0, 1]
 }
+
+
+def to_float(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1]: the corruptions' own arithmetic (the test transform is
+    augment.Pipeline's)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -18,12 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+from tabulate import tabulate
 
 from harness.budget import make_budget
 from harness.data import load_cifar10
-from harness.record import find_record
+from harness.errors import RunError
+from harness.events import Silent
+from harness.options import RunOptions, identify
+from harness.record import Record, find_record
+from harness.registry import did_you_mean
+from harness.runtime import resolve_device
 from harness.spec import Spec, load_spec, resolve_protocol, with_protocol
-from harness.train import RunError, RunOptions, Silent, identify, resolve_device, run
+from harness.train import run
 
 POLL_SECONDS = 2.0
 
@@ -60,7 +66,17 @@ class RunJob(submitit.helpers.Checkpointable):
         record = run(
             load_spec(self.task.spec_path), self.task.variant, self.task.options, Path(self.task.results), Silent()
         )
-        return {key: record.get(key) for key in ("status", "test_acc", "wall_time_s", "record_path")}
+        return summary(record)
+
+
+def summary(record: Record) -> dict[str, Any]:
+    """What the sweep keeps of a run's record: its status, test accuracy, duration and where it is."""
+    return {
+        "status": record.status,
+        "test_acc": record.test_acc,
+        "wall_time_s": record.wall_time_s,
+        "record_path": record.record_path,
+    }
 
 
 def plan(
@@ -122,7 +138,7 @@ def finished(specs: list[Spec], tasks: list[Task], data: str | None, device_type
             continue  # e.g. a missing teacher checkpoint: the run fails in its own job, reported with the rest
         record = find_record(Path(task.results), identity)
         if record is not None:
-            done[task] = record
+            done[task] = summary(record)
     return done
 
 
@@ -165,28 +181,32 @@ def slurm_parameters(options: dict[str, Any], parallel: int) -> dict[str, Any]:
     return params
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How a sweep submits: runs at once, retries of a failed run, threads per run, one array per wave."""
+
+    parallel: int = 1
+    retries: int = 1
+    threads: int | None = None
+    as_array: bool = False  # Slurm: each wave one job array, which Slurm itself limits to `parallel`
+
+
 def execute(
     tasks: list[Task],
     done: dict[Task, dict[str, Any]],
     executor: submitit.Executor,
-    parallel: int,
-    retries: int,
-    threads: int | None,
+    pace: Pace,
     progress: Callable[[str], None],
-    as_array: bool,
 ) -> list[Slot]:
-    """Run the tasks wave by wave, at most `parallel` at a time; a failure is retried, then reported.
-
-    With `as_array` (Slurm) each wave is submitted at once as one job array, which Slurm itself limits
-    to `parallel` running tasks; locally the sweep keeps `parallel` jobs in flight.
-    """
+    """Run the tasks wave by wave, at most `pace.parallel` at a time; a failure is retried, then reported."""
+    parallel, retries, threads = pace.parallel, pace.retries, pace.threads
     slots = [Slot(task) for task in tasks]
     for slot in slots:
         if slot.task in done:
             slot.state, slot.result = "skipped", done[slot.task]
     for wave in sorted({t.wave for t in tasks}):
         todo = [s for s in slots if s.task.wave == wave and s.state == "pending"]
-        if as_array and todo:
+        if pace.as_array and todo:
             with executor.batch():
                 for slot in todo:
                     _submit(executor, slot, threads)
@@ -254,3 +274,61 @@ def _progress_line(slots: list[Slot]) -> str:
 
 def default_threads(parallel: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, parallel))
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """A sweep as asked for: which runs, where their results go, and how they are submitted."""
+
+    variants: str  # all, or a comma-separated list
+    seeds: int
+    protocols: tuple[str, ...]  # own and/or common
+    results: Path
+    executor: str  # local or slurm
+    logs: Path  # submitit's job folder
+    slurm: dict[str, Any]  # partition, gpus, cpus, time (minutes), retries
+    pace: Pace
+
+
+def prepare(
+    specs: list[Spec], request: SweepRequest, base: RunOptions
+) -> tuple[list[Task], dict[Task, dict[str, Any]]]:
+    """Every task of the sweep, and those already complete; every variant name and budget checked first."""
+    if request.variants != "all":
+        names = {v.strip() for v in request.variants.split(",") if v.strip()}
+        known = {name for spec in specs for name in spec.variants}
+        unknown = sorted(names - known)
+        if unknown:
+            raise RunError(
+                f"--variants: no variant {unknown[0]!r} in these specs{did_you_mean(unknown[0], sorted(known))}"
+            )
+    tasks = plan(specs, request.variants, request.seeds, list(request.protocols), base, request.results)
+    for task in tasks:  # every budget is checked before anything is submitted
+        spec = next(s for s in specs if str(s.path) == task.spec_path)
+        make_budget(spec.variants[task.variant].recipe, base.profile, base.epochs, base.subset)
+    device_type = run_device_type(base.device, request.executor, request.slurm.get("gpus", 0))
+    return tasks, finished(specs, tasks, base.data, device_type)
+
+
+def sweep_table(slots: list[Slot]) -> str:
+    """Every run of the sweep with its status, test accuracy, attempts and error, then the counts."""
+    body = [
+        [
+            s.task.report,
+            s.task.variant,
+            s.task.options.protocol,
+            s.task.options.seed,
+            s.state,
+            "" if s.result.get("test_acc") is None else f"{s.result['test_acc']:.2f}",
+            s.attempts,
+            s.error,
+        ]
+        for s in slots
+    ]
+    headers = ["report", "variant", "protocol", "seed", "status", "test acc", "attempts", "error"]
+    failed = sum(s.state in ("failed", "diverged") for s in slots)
+    return (
+        tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+        + f"\n\n{len(slots)} runs: {sum(s.state == 'complete' for s in slots)} complete, "
+        f"{sum(s.state == 'skipped' for s in slots)} skipped (already complete), {failed} failed or diverged"
+    )

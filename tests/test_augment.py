@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from harness.augment import OPS, torchvision_pipeline
+from harness.augment import OPS, Pipeline
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
@@ -120,11 +120,11 @@ def test_random_erasing_box_and_random_values() -> None:
 
 def test_pipeline_converts_then_normalises_last() -> None:
     x = image()
-    out = torchvision_pipeline((), MEAN, STD)(x)
+    out = Pipeline((), MEAN, STD).per_sample()(x)
     expected = (x.float() / 255 - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
     assert torch.allclose(out, expected, atol=1e-6)
-    pipeline = torchvision_pipeline(
+    pipeline = Pipeline(
         tuple(OPS[n].model_validate({"op": n, "p": 1.0}) for n in ("hflip", "random_erasing")), MEAN, STD
-    )
+    ).per_sample()
     names = [type(t).__name__ for t in pipeline.transforms]
     assert names == ["RandomHorizontalFlip", "ToDtype", "RandomErasing", "Normalize"]  # erasing sees [0, 1] floats

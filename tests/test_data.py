@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from harness import data as data_module
-from harness.data import CLASSES, DataError, load_cifar10, normalize, split_indices
+from harness.augment import Pipeline
+from harness.data import CLASSES, DataError, load_cifar10, split_indices
 
 
 def test_jpeg_archive_loads_labelled_as_not_official(jpeg_archive: Path) -> None:
@@ -128,11 +130,12 @@ def test_split_is_fixed_and_disjoint() -> None:
     assert not np.array_equal(val, split_indices(50_000, 5000, seed=1)[1])
 
 
-def test_normalize_batch() -> None:
-    images = np.full((2, 32, 32, 3), 255, dtype=np.uint8)
-    out = normalize(images, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
-    assert out.shape == (2, 3, 32, 32)
-    assert out[0, :, 0, 0].tolist() == pytest.approx([2.0, 1.0, 0.5])
+def test_the_test_transform_scales_then_normalises() -> None:
+    # The test transform is the training pipeline with no ops: x / 255, then (x - mean) / std.
+    images = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 32, 32)
+    out = Pipeline((), (0.5, 0.5, 0.5), (0.25, 0.5, 1.0)).batched(images)
+    assert out.shape == (2, 3, 32, 32) and out.dtype == torch.float32
+    assert out[0, :, 0, 0].tolist() == pytest.approx([-2.0, -0.6, 0.5])
 
 
 @pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 truncated zip", b"\x00" * 4096])

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from harness.budget import make_budget
+from harness.events import Silent
 from harness.identity import cohort_id, comparison_key
+from harness.options import RunOptions, identify
 from harness.spec import load_spec, resolve_protocol, with_protocol
-from harness.train import RunOptions, Silent, identify, run
+from harness.train import run
 from tests.conftest import SPECS_DIR
 
 R10 = load_spec(SPECS_DIR / "resnet10.toml")
@@ -94,9 +96,9 @@ def test_a_changed_option_runs_anew_and_the_same_one_is_reused(jpeg_archive: Pat
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
     first = run(R10, "resnet12-grid", options, tmp_path, Silent())
     tracked = run(R10, "resnet12-grid", dataclasses.replace(options, track_test=True), tmp_path, Silent())
-    assert tracked["record_path"] != first["record_path"] and tracked["identity"]["track_test"] is True
-    assert all("test_acc_monitor" in h for h in tracked["history"])
-    assert tracked["test_acc_by_rule"]["best-epoch-test"] is not None
+    assert tracked.record_path != first.record_path and tracked.identity["track_test"] is True
+    assert all("test_acc_monitor" in h for h in tracked.history)
+    assert tracked.test_acc_by_rule["best-epoch-test"] is not None
     messages: list[str] = []
 
     class Heard(Silent):

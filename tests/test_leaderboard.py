@@ -139,16 +139,16 @@ def _networks(report: str) -> int:
 
 def test_latency_columns_are_measured_once_and_cached(capsys, results: Path, monkeypatch, tmp_path: Path) -> None:
     # The cache's logic, not the clock: timing is replaced by a fake, so the test holds on a busy machine.
-    from harness.measure import Timing
+    from harness.latency import Timing
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     calls: list[str] = []
 
-    def fake_timing(model, device, *_: object, **__: object) -> Timing:
-        calls.append(device.type)
+    def fake_timing(model, runtime, *_: object, **__: object) -> Timing:
+        calls.append(runtime.device.type)
         return Timing("cpu", 2, 3.0 + len(calls), 4.0, None, 20, 0)
 
-    monkeypatch.setattr("harness.measure.time_model", fake_timing)
+    monkeypatch.setattr("harness.latency.time_model", fake_timing)
     args = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1])]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
@@ -162,7 +162,7 @@ def test_latency_columns_are_measured_once_and_cached(capsys, results: Path, mon
 
 
 def test_a_busy_timing_is_never_cached(capsys, results: Path, monkeypatch, tmp_path: Path) -> None:
-    from harness.measure import Timing
+    from harness.latency import Timing
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     calls: list[int] = []
@@ -171,7 +171,7 @@ def test_a_busy_timing_is_never_cached(capsys, results: Path, monkeypatch, tmp_p
         calls.append(1)
         return Timing("cpu", 2, 50.0, 60.0, None, 20, 0, other_cpu_use=0.8, busy=True)
 
-    monkeypatch.setattr("harness.measure.time_model", busy_timing)
+    monkeypatch.setattr("harness.latency.time_model", busy_timing)
     args = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1])]
     assert main(args) == 0 and main(args) == 0
     assert len(calls) == 2 * _networks("se-resnet3343")  # timed again each time: a busy figure is not kept
@@ -231,10 +231,10 @@ def test_audit_command(capsys) -> None:
 
 def test_a_latency_timed_on_a_busy_machine_is_marked(monkeypatch) -> None:
     from harness import table as leaderboard
-    from harness.measure import Timing
+    from harness.latency import Timing
 
     busy = Timing("cpu", 2, 50.0, 60.0, None, 20, 0, other_cpu_use=0.8, busy=True)
-    monkeypatch.setattr(leaderboard, "cached_timing", lambda cfg, device: busy)
+    monkeypatch.setattr(leaderboard, "cached_timing", lambda cfg, runtime: busy)
     text = leaderboard.render(leaderboard.rows([SPECS["resnet10"]], []), "markdown")
     import re
 
@@ -281,10 +281,11 @@ def test_a_claim_of_unknown_selection_says_so(capsys, tmp_path: Path, monkeypatc
     monkeypatch.chdir(REPO)
     spec = SPECS["dmsresnet"]
     unknown = next(c for c in spec.claims if c.selection == "unknown" and c.split == "cifar10-test")
+    from harness.record import Record
     from harness.stats import summarize
-    from harness.table import verdict
+    from harness.verdict import verdict
 
-    runs = [{"is_reproduction": True}]
+    runs = [Record.from_json(record("dmsresnet", "as-coded", 0, unknown.value))]
     assert verdict(runs, unknown, summarize([unknown.value])) == "reproduced (1 seed) (selection unknown: clean figure)"
 
 

@@ -10,34 +10,39 @@ from torch import nn
 
 from harness.models import build_model, count_params
 from harness.models.resnet import CifarResNetConfig, Dropout
+from harness.size import size_of
 from harness.spec import load_spec
 from tests.conftest import SPECS_DIR
 
-# (spec, variant, count): every count of seed-facts.md section 1, plus the 1x1-shortcut forms of 003.
-COUNTS = [
-    ("dmsresnet", "as-coded", 4_697_742),  # Thakur best_model + dropout = 000 student = 001 model
-    ("resnet4323-se", "as-coded", 4_993_166),
-    ("se-resnet3343", "as-coded", 4_732_814),
-    ("resnet10", "resnet10-onecycle", 4_980_234),
-    ("resnet10", "resnet12-grid", 195_738),
-    ("resnet10", "resnet14-4-grid", 3_152_410),
-    ("resnet10", "resnet14-5-grid", 4_130_458),
-    ("resnet443-se", "resnet18", 11_173_962),
-    ("resnet10", "resnet18-grid", 11_178_762),
-    ("dmsresnet", "teacher", 23_521_422),
-    ("resnet443-se", "as-coded", 4_697_742),
-    ("resnet4323-se", "early-443", 4_697_742),
-    ("resnet10", "resnet12-as-written", 175_258),
-    ("resnet10", "resnet14-4-as-written", 2_869_786),
-    ("resnet10", "resnet14-5-as-written", 3_520_154),
-    ("dmsresnet", "baseline", 4_697_162),  # the stem SE adds 580
+# One table of every network's size, checked by one test (as torchvision's references pin their models):
+# (spec, variant, params, MACs). Params: every count of seed-facts.md section 1 (independent of this code),
+# plus the 1x1-shortcut forms of 003 the seed facts also give. MACs: the layer arithmetic of hand_macs in
+# test_measure.py (conv H_out x W_out x C_out x C_in x k x k, linear in x out), not this harness's counters.
+SIZES = [
+    ("dmsresnet", "as-coded", 4_697_742, 798_690_304),  # Thakur best_model + dropout = 000 student = 001 model
+    ("resnet4323-se", "as-coded", 4_993_166, 874_187_776),
+    ("se-resnet3343", "as-coded", 4_732_814, 233_740_544),
+    ("resnet10", "resnet10-onecycle", 4_980_234, 328_930_304),
+    ("resnet10", "resnet12-grid", 195_738, 28_754_560),
+    ("resnet10", "resnet14-4-grid", 3_152_410, 217_502_720),
+    ("resnet10", "resnet14-5-grid", 4_130_458, 283_563_008),
+    ("resnet443-se", "resnet18", 11_173_962, 555_422_720),  # the standard CIFAR ResNet-18: 0.56 GMACs
+    ("resnet10", "resnet18-grid", 11_178_762, 555_422_720),
+    ("dmsresnet", "teacher", 23_521_422, 1_297_830_400),
+    ("resnet443-se", "as-coded", 4_697_742, 798_690_304),
+    ("resnet4323-se", "early-443", 4_697_742, 798_690_304),
+    ("resnet10", "resnet12-as-written", 175_258, 26_657_408),
+    ("resnet10", "resnet14-4-as-written", 2_869_786, 198_628_352),
+    ("resnet10", "resnet14-5-as-written", 3_520_154, 243_717_120),
+    ("dmsresnet", "baseline", 4_697_162, 798_689_792),  # the stem SE adds 580 parameters and 512 MACs
 ]
 
 
-@pytest.mark.parametrize(("spec", "variant", "count"), COUNTS, ids=[f"{s}/{v}" for s, v, _ in COUNTS])
-def test_parameter_count_matches_seed_facts(spec: str, variant: str, count: int) -> None:
-    model = build_model(load_spec(SPECS_DIR / f"{spec}.toml").variant(variant).recipe.model)
-    assert count_params(model) == count
+@pytest.mark.parametrize(("spec", "variant", "params", "macs"), SIZES, ids=[f"{s}/{v}" for s, v, _, _ in SIZES])
+def test_every_network_has_its_pinned_size(spec: str, variant: str, params: int, macs: int) -> None:
+    cfg = load_spec(SPECS_DIR / f"{spec}.toml").variant(variant).recipe.model
+    model = build_model(cfg)
+    assert (count_params(model), size_of(cfg).macs) == (params, macs)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
@@ -139,8 +144,12 @@ def test_kaiming_fan_in_init_as_002_states_it() -> None:
 
 
 def test_default_init_is_pytorchs() -> None:
-    torch.manual_seed(0)
-    model = build_model(_cfg())
-    torch.manual_seed(0)
-    again = build_model(_cfg())
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    # PyTorch's own layer init, kaiming_uniform_(a=sqrt(5)): every conv and linear weight is uniform on
+    # [-1/sqrt(fan_in), 1/sqrt(fan_in)], so its spread is bound/sqrt(3). Any other scheme (a normal
+    # Kaiming, Xavier) breaks the bound or the spread.
+    model = build_model(_cfg(widths=(64, 128), stem_width=64))
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight.numel() >= 4096:
+            bound = 1 / math.sqrt(module.weight[0].numel())
+            assert module.weight.abs().max() <= bound
+            assert module.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)

@@ -10,7 +10,7 @@ from torch import nn
 
 from harness.optim import OPTIMIZERS, SCHEDULES, param_groups
 from harness.spec import load_spec
-from harness.train import build_optimizer, optimizer_step
+from harness.step import build_optimizer, optimizer_step
 from tests.conftest import SPECS_DIR
 
 

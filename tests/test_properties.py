@@ -11,6 +11,7 @@ import copy
 import os
 import tempfile
 import tomllib
+import types
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +81,18 @@ def _stub_training(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Replace the training proper (and latency timing) by stubs; return what the stub was given."""
     seen: list[Any] = []
 
-    def execute(spec, variant, recipe, budget, data, identity, *rest: Any) -> dict[str, Any]:
-        seen.append((recipe, budget, identity))
-        return {"status": "complete"}
+    def train_and_test(ctx: Any, events: Any) -> Any:
+        seen.append(ctx)
+        return types.SimpleNamespace(status="complete")
 
-    monkeypatch.setattr(train, "_execute", execute)
+    monkeypatch.setattr(train, "train_and_test", train_and_test)
 
-    from harness.measure import Timing
+    from harness.latency import Timing
 
     def fake_timing(*_: Any, **__: Any) -> Timing:  # the clock is not part of these properties
         return Timing("cpu", 1, 1.0, 1.0, 1.0, 1, 1)
 
-    monkeypatch.setattr("harness.measure.time_model", fake_timing)
+    monkeypatch.setattr("harness.latency.time_model", fake_timing)
     return seen
 
 

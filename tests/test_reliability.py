@@ -15,8 +15,10 @@ import pytest
 
 from harness import checkpoint
 from harness.cli import main
+from harness.events import Silent
+from harness.options import RunOptions
 from harness.spec import load_spec
-from harness.train import RunOptions, Silent, run
+from harness.train import run
 from tests.conftest import COMMON, REPO, SPECS_DIR
 
 DMS = (SPECS_DIR / "dmsresnet.toml").read_text(encoding="utf-8")
@@ -247,28 +249,24 @@ def test_bad_arguments(
     assert not results.exists()
 
 
-def test_catalogue_size() -> None:
-    assert 2 * len(SPEC_CASES) + len(DATA_CASES) + len(CLI_CASES) >= 30
-
-
 def test_a_nan_loss_stops_the_run_and_is_recorded(jpeg_archive: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    from harness import train
+    from harness import step
 
     calls = {"n": 0}
-    real = train.training_loss
+    real = step.training_loss
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(train, "training_loss", poisoned)
+    monkeypatch.setattr(step, "training_loss", poisoned)
     options = RunOptions(profile="smoke", epochs=3, subset=512, data=str(jpeg_archive), device="cpu")
     record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, Silent())
-    assert record["status"] == "diverged" and record["test_acc"] is None
-    assert record["diverged_at"] == {"epoch": 1, "step": 0, "loss": "nan"}  # 2 steps per epoch: the third step
-    assert calls["n"] == 3 and len(record["history"]) == 1  # stopped within the step it happened
-    assert json.loads(Path(record["record_path"]).read_text())["status"] == "diverged"
+    assert record.status == "diverged" and record.test_acc is None
+    assert record.diverged_at == {"epoch": 1, "step": 0, "loss": "nan"}  # 2 steps per epoch: the third step
+    assert calls["n"] == 3 and len(record.history) == 1  # stopped within the step it happened
+    assert json.loads(Path(record.record_path).read_text())["status"] == "diverged"
     monkeypatch.chdir(REPO)
     assert main(["table", "--results", str(tmp_path), "--format", "json", "--no-latency"]) == 0
     row = next(r for r in json.loads(capsys.readouterr().out) if r["variant"] == "resnet12-grid")
@@ -308,7 +306,7 @@ def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(jpeg
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
     from harness.budget import make_budget
     from harness.data import load_cifar10
-    from harness.train import identify
+    from harness.options import identify
 
     variant = spec.variant("resnet12-grid")
     budget = make_budget(variant.recipe, "smoke", None, 64)
@@ -319,7 +317,7 @@ def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(jpeg
     with pytest.raises(checkpoint.LockError, match=r"already in progress \(process"):
         run(spec, "resnet12-grid", options, tmp_path, Silent())
     lock.write_text("999999999")  # no such process
-    assert run(spec, "resnet12-grid", options, tmp_path, Silent())["status"] == "complete"
+    assert run(spec, "resnet12-grid", options, tmp_path, Silent()).status == "complete"
     assert not lock.exists()
 
 

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.events import Silent
+from harness.options import RunOptions
 from harness.robustness import CORRUPTIONS, PARAMETERS, corrupt
 from harness.spec import load_spec
-from harness.train import RunOptions, Silent, run
+from harness.train import run
 from tests.conftest import SPECS_DIR
 
 
@@ -42,7 +44,7 @@ def test_corruption_arithmetic(images: np.ndarray) -> None:
 def test_eval_command_on_a_saved_model(jpeg_archive: Path, tmp_path: Path, capsys) -> None:
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
     record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, Silent())
-    final = Path(record["checkpoint_dir"]) / "final.pt"
+    final = Path(record.checkpoint_dir) / "final.pt"
     assert (
         main(
             [
@@ -51,14 +53,14 @@ def test_eval_command_on_a_saved_model(jpeg_archive: Path, tmp_path: Path, capsy
                 "--data",
                 str(jpeg_archive),
                 "--subset",
-                str(record["budget"]["test_images"]),
+                str(record.budget["test_images"]),
                 "--json",
             ]
         )
         == 0
     )
     out = json.loads(capsys.readouterr().out)
-    assert out["test_acc"] == pytest.approx(record["test_acc"])  # the same images, the same model
+    assert out["test_acc"] == pytest.approx(record.test_acc)  # the same images, the same model
     assert set(out["robustness"]["per_corruption"]) == set(CORRUPTIONS)
     assert all(len(v) == 3 for v in out["robustness"]["per_corruption"].values())
     assert main(["eval", str(tmp_path / "missing.pt")]) == 2
@@ -72,4 +74,4 @@ def test_eval_command_on_a_saved_model(jpeg_archive: Path, tmp_path: Path, capsy
 def test_a_run_can_score_corruptions(jpeg_archive: Path, tmp_path: Path) -> None:
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu", robustness=True)
     record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, Silent())
-    assert 0 <= record["robustness"]["mean"] <= 100 and record["robustness"]["parameters"]["jpeg"] == [80, 58, 40]
+    assert 0 <= record.robustness["mean"] <= 100 and record.robustness["parameters"]["jpeg"] == [80, 58, 40]

@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from harness.cli import main
+from harness.events import Silent
+from harness.options import RunOptions, resolve_layout, resolve_precision
+from harness.runtime import Runtime
 from harness.spec import load_spec
-from harness.train import RunOptions, Silent, choose_precision, run
+from harness.train import run
 from tests.conftest import SPECS_DIR
 
 SPEED_KEYS = {
@@ -54,16 +57,16 @@ def test_speed_reports_every_figure(capsys, precision: str) -> None:
 
 def test_precision_and_layout_choices() -> None:
     recipe = load_spec(SPECS_DIR / "dmsresnet.toml").variant().recipe
-    cpu = torch.device("cpu")
-    precision, deviations = choose_precision(recipe, cpu)
-    assert precision.autocast is None and precision.channels_last and deviations == ["memory format: channels_last"]
-    precision, deviations = choose_precision(recipe, cpu, "bf16", "off")
-    assert precision.autocast == torch.bfloat16 and not precision.channels_last
-    assert deviations == ["precision: bf16 autocast on cpu (the recipes trained in fp32)"]
+    assert (resolve_precision(recipe, "cpu"), resolve_layout(recipe, "cpu")) == ("fp32", True)
+    assert (resolve_precision(recipe, "cuda"), resolve_layout(recipe, "mps")) == ("bf16", False)
+    assert (resolve_precision(recipe, "cpu", "bf16"), resolve_layout(recipe, "cuda", "off")) == ("bf16", False)
     strict = recipe.model_copy(
         update={"train": recipe.train.model_copy(update={"allow_bf16": False, "allow_channels_last": False})}
     )
-    assert choose_precision(strict, torch.device("cuda"))[0] == choose_precision(strict, cpu, "fp32", "auto")[0]
+    assert (resolve_precision(strict, "cuda"), resolve_layout(strict, "cuda")) == ("fp32", False)
+    cpu = Runtime.for_device(torch.device("cpu"), "bf16", channels_last=False)
+    assert cpu.deviations() == ["precision: bf16 autocast on cpu (the recipes trained in fp32)"]
+    assert Runtime.for_device(torch.device("cpu"), "fp32", True).deviations() == ["memory format: channels_last"]
 
 
 @pytest.mark.parametrize("augment", ["batched", "torchvision"])
@@ -72,6 +75,6 @@ def test_both_augmentation_paths_train_and_are_recorded(jpeg_archive: Path, tmp_
         profile="smoke", subset=128, data=str(jpeg_archive), device="cpu", augment=augment, precision="bf16"
     )
     record = run(load_spec(SPECS_DIR / "se-resnet3343.toml"), "as-coded", options, tmp_path, Silent())
-    assert record["status"] == "complete" and record["augment_pipeline"] == augment
-    assert any(d.startswith("precision: bf16 autocast") for d in record["deviations"])
-    assert any(d.startswith("augmentation: ") for d in record["deviations"])
+    assert record.status == "complete" and record.augment_pipeline == augment
+    assert any(d.startswith("precision: bf16 autocast") for d in record.deviations)
+    assert any(d.startswith("augmentation: ") for d in record.deviations)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from scipy import stats as scipy_stats
 
 from harness.stats import judge, summarize, welch
 
@@ -38,13 +37,15 @@ def test_verdicts(values: list[float], claim: float, step: float, expected: str)
     assert judge(summarize(values), claim, step) == expected
 
 
-def test_welch_matches_scipy_and_the_hand_interval() -> None:
-    a, b = [93.1, 93.4, 93.2, 93.6], [92.8, 92.9, 93.0]
-    result = welch(a, b)
-    reference = scipy_stats.ttest_ind(a, b, equal_var=False)
-    assert result.p_value == pytest.approx(reference.pvalue) and result.t == pytest.approx(reference.statistic)
-    va, vb = result.a.std**2 / 4, result.b.std**2 / 3
-    dof = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 2)
-    half = scipy_stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
-    assert result.dof == pytest.approx(dof) and result.ci95[1] - result.difference == pytest.approx(half)
-    assert result.difference == pytest.approx(sum(a) / 4 - sum(b) / 3)
+def test_welch_reproduces_a_published_worked_example() -> None:
+    # R's t.test(ts1, ts2), which is Welch's by default, as printed in a public worked example:
+    # "t = -1.8325, df = 17.9, p-value = 0.08356 ... 95 percent confidence interval: -2.1469104 0.1469104 ...
+    # mean of x 10.4, mean of y 11.4".
+    ts1 = [11, 9, 10, 11, 10, 12, 9, 11, 12, 9]
+    ts2 = [11, 13, 10, 13, 12, 9, 11, 12, 12, 11]
+    result = welch(ts1, ts2)
+    assert (result.a.mean, result.b.mean, result.difference) == pytest.approx((10.4, 11.4, -1.0))
+    assert result.t == pytest.approx(-1.8325, abs=5e-5)
+    assert result.dof == pytest.approx(17.9, abs=0.05)
+    assert result.p_value == pytest.approx(0.08356, abs=5e-6)
+    assert result.ci95 == pytest.approx((-2.1469104, 0.1469104), abs=5e-7)

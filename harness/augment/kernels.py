@@ -1,4 +1,4 @@
-"""The fast data path: a spec's per-sample augmentations applied to a whole uint8 batch on its device.
+"""The batched forms of the augmentation ops: a whole uint8 batch at once, on its own device.
 
 Every op draws its own random parameters per image, from the same distributions as the torchvision op
 it replaces, and applies them with tensor operations over the batch: no Python runs per image. Where
@@ -7,12 +7,14 @@ grayscale, AutoAugment's fixed magnitudes), the batch is split by parameter valu
 called once per group, so those ops are torchvision's own arithmetic. Ops with a continuous parameter
 per image (crop offsets, rotation angles, colour factors, blur sigmas, erasing boxes) are vectorised
 here, following torchvision's kernels line by line (uint8 truncation and rounding included).
-tests/test_fastaug.py checks each against the per-sample torchvision op with two-sample tests.
+tests/test_augment_batched.py checks each against the per-sample torchvision op with two-sample tests.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +22,8 @@ import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
-from harness import augment as ops
-from harness.schema import Section
+if TYPE_CHECKING:
+    from harness.augment import ops
 
 Batch = torch.Tensor  # uint8 (or float in [0, 1] after the conversion point) N x C x H x W
 
@@ -253,49 +255,7 @@ def random_erasing(x: Batch, op: ops.RandomErasing, gen: torch.Generator) -> Bat
     return torch.where(box[:, None], fill, x)
 
 
-KERNELS: dict[type[Section], Callable[..., Batch]] = {
-    ops.RandomCrop: random_crop,
-    ops.HorizontalFlip: hflip,
-    ops.Rotation: rotation,
-    ops.ColorJitter: color_jitter,
-    ops.Grayscale: grayscale,
-    ops.Autocontrast: autocontrast,
-    ops.Sharpness: sharpness,
-    ops.GaussianBlur: gaussian_blur,
-    ops.RandomErasing: random_erasing,
-}
-
-
-class BatchPipeline:
-    """uint8 NCHW batch -> augmented, normalised float batch, on the batch's own device."""
-
-    def __init__(self, train_ops: tuple[Section, ...], mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        self.steps: list[tuple[bool, Callable[[Batch, torch.Generator], Batch]]] = []
-        for op in train_ops:
-            if isinstance(op, ops.AutoAugment):
-                self.steps.append((False, _AutoAugment(op.policy)))
-            else:
-                kernel = KERNELS[type(op)]
-                self.steps.append((op.needs_float, lambda x, g, op=op, kernel=kernel: kernel(x, op, g)))
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        # (x / 255 - mean) / std as one multiply-add: x * scale + bias
-        self.scale_uint8 = 1.0 / (255.0 * std_t)
-        self.scale_float = 1.0 / std_t
-        self.bias = -torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / std_t
-
-    def __call__(self, x: Batch, gen: torch.Generator) -> torch.Tensor:
-        is_float = False
-        for needs_float, step in self.steps:
-            if needs_float and not is_float:
-                x, is_float = x.float().div_(255), True
-            x = step(x, gen)
-        if self.bias.device != x.device:  # once, not a host-to-device copy per batch
-            self.bias, self.scale_uint8, self.scale_float = (
-                t.to(x.device) for t in (self.bias, self.scale_uint8, self.scale_float)
-            )
-        scale = self.scale_float if is_float else self.scale_uint8
-        return torch.addcmul(self.bias, x.float(), scale)
-
-
-def supported(train_ops: tuple[Section, ...]) -> bool:
-    return all(isinstance(op, ops.AutoAugment) or type(op) in KERNELS for op in train_ops)
+@functools.lru_cache(maxsize=4)
+def auto_augment(policy: str) -> _AutoAugment:
+    """The batched AutoAugment of a policy (built once: it holds torchvision's policy table)."""
+    return _AutoAugment(policy)

@@ -15,8 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from harness.augment import OPS, torchvision_pipeline
-from harness.fastaug import BatchPipeline, supported
+from harness.augment import OPS, Pipeline
 from harness.spec import load_specs
 from tests.conftest import SPEC_FILES
 
@@ -28,24 +27,41 @@ def op(name: str, **params):
     return OPS[name].model_validate({"op": name, **params})
 
 
-CONFIGS = {
-    "crop-pad4": [op("random_crop", size=32, padding=4)],
-    "crop-pad2": [op("random_crop", size=32, padding=2)],
-    "crop-reflect": [op("random_crop", size=32, padding=4, padding_mode="reflect")],
-    "hflip-0.5": [op("hflip", p=0.5)],
-    "hflip-0.2": [op("hflip", p=0.2)],
-    "rotation-5": [op("rotation", degrees=5)],
-    "rotation-30": [op("rotation", degrees=30)],
-    "jitter-002": [op("color_jitter", brightness=0.1, contrast=0.1, saturation=0.1, hue=0.05)],
-    "jitter-strong": [op("color_jitter", brightness=0.5, contrast=0.5, saturation=0.5, hue=0.3)],
-    "grayscale-0.2": [op("grayscale", p=0.2)],
-    "autocontrast-0.2": [op("autocontrast", p=0.2)],
-    "sharpness-2": [op("sharpness", factor=2.0, p=0.3)],
-    "autoaugment": [op("autoaugment", policy="cifar10")],
-    "blur": [op("gaussian_blur", kernel_size=3, sigma=(0.1, 2.0), p=0.3)],
-    "erasing-random": [op("random_erasing", p=0.3, scale=(0.1, 0.2), ratio=(0.5, 2.0), value="random")],
-    "erasing-zero": [op("random_erasing", p=0.8, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0)],
+# Every registered op, with the configurations the specs use and a few stronger ones. A new op cannot
+# ship without an entry here: test_every_registered_op_has_a_distribution_test fails until it has one.
+EXAMPLES = {
+    "random_crop": {
+        "crop-pad4": {"size": 32, "padding": 4},
+        "crop-pad2": {"size": 32, "padding": 2},
+        "crop-reflect": {"size": 32, "padding": 4, "padding_mode": "reflect"},
+    },
+    "hflip": {"hflip-0.5": {"p": 0.5}, "hflip-0.2": {"p": 0.2}},
+    "rotation": {"rotation-5": {"degrees": 5}, "rotation-30": {"degrees": 30}},
+    "color_jitter": {
+        "jitter-002": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.05},
+        "jitter-strong": {"brightness": 0.5, "contrast": 0.5, "saturation": 0.5, "hue": 0.3},
+    },
+    "grayscale": {"grayscale-0.2": {"p": 0.2}},
+    "autocontrast": {"autocontrast-0.2": {"p": 0.2}},
+    "sharpness": {"sharpness-2": {"factor": 2.0, "p": 0.3}},
+    "autoaugment": {"autoaugment": {"policy": "cifar10"}},
+    "gaussian_blur": {"blur": {"kernel_size": 3, "sigma": (0.1, 2.0), "p": 0.3}},
+    "random_erasing": {
+        "erasing-random": {"p": 0.3, "scale": (0.1, 0.2), "ratio": (0.5, 2.0), "value": "random"},
+        "erasing-zero": {"p": 0.8, "scale": (0.02, 0.33), "ratio": (0.3, 3.3), "value": 0.0},
+    },
 }
+CONFIGS = {case: [op(name, **params)] for name, cases in EXAMPLES.items() for case, params in cases.items()}
+# Chains across the uint8-to-float switch: ops before it on uint8, erasing after it on floats.
+CONFIGS["chain-002"] = [
+    op("rotation", degrees=5),
+    op("hflip", p=0.5),
+    op("random_crop", size=32, padding=4),
+    op("color_jitter", brightness=0.1, contrast=0.1, saturation=0.1, hue=0.05),
+    op("sharpness", factor=2.0, p=0.3),
+    op("random_erasing", p=0.3, scale=(0.1, 0.2), ratio=(0.5, 2.0), value="random"),
+]
+CONFIGS["chain-erase-then-none"] = [op("random_erasing", p=0.5, value=0.0), op("random_erasing", p=0.5, value=0.5)]
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
@@ -78,9 +94,10 @@ def test_batched_op_matches_torchvision(images: torch.Tensor, name: str) -> None
     chain = tuple(CONFIGS[name])
     batch = images.repeat(REPEATS, 1, 1, 1)
     torch.manual_seed(0)
-    per_sample = torchvision_pipeline(chain, MEAN, STD)
+    pipeline = Pipeline(chain, MEAN, STD)
+    per_sample = pipeline.per_sample()
     reference = torch.stack([per_sample(image) for image in batch])
-    batched = BatchPipeline(chain, MEAN, STD)(batch, torch.Generator().manual_seed(1))
+    batched = pipeline.batched(batch, torch.Generator().manual_seed(1))
     assert batched.shape == reference.shape and batched.dtype == torch.float32
     for stat, values in summary(batched).items():
         p = stats.ks_2samp(values, summary(reference)[stat]).pvalue
@@ -92,19 +109,22 @@ def test_batched_op_matches_torchvision(images: torch.Tensor, name: str) -> None
 
 def test_deterministic_for_a_seed(images: torch.Tensor) -> None:
     chain = tuple(CONFIGS["autoaugment"] + CONFIGS["crop-pad4"] + CONFIGS["erasing-random"])
-    pipeline = BatchPipeline(chain, MEAN, STD)
-    a = pipeline(images, torch.Generator().manual_seed(3))
-    b = pipeline(images, torch.Generator().manual_seed(3))
-    assert torch.equal(a, b) and not torch.equal(a, pipeline(images, torch.Generator().manual_seed(4)))
+    pipeline = Pipeline(chain, MEAN, STD)
+    a = pipeline.batched(images, torch.Generator().manual_seed(3))
+    b = pipeline.batched(images, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, pipeline.batched(images, torch.Generator().manual_seed(4)))
 
 
-def test_every_spec_pipeline_is_supported_and_runs(images: torch.Tensor) -> None:
+def test_every_registered_op_has_a_distribution_test() -> None:
+    assert set(EXAMPLES) == set(OPS.names())
+
+
+def test_every_spec_pipeline_runs_batched(images: torch.Tensor) -> None:
     specs, _ = load_specs(SPEC_FILES)
     for spec in specs:
         for variant in spec.variants.values():
             recipe = variant.recipe
-            assert supported(recipe.augment.train)
-            out = BatchPipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)(
+            out = Pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std).batched(
                 images, torch.Generator().manual_seed(0)
             )
             assert out.shape == (16, 3, 32, 32) and torch.isfinite(out).all()

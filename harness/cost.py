@@ -1,0 +1,116 @@
+"""What training costs: FLOPs of a training step, timed probe steps, and estimates of a whole recipe.
+
+The GPU figure printed before a full run is an assumption, labelled as one: an H100's dense bf16 peak
+at an assumed utilisation, until a rate measured on a GPU exists (see `harness speed`).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from harness.runtime import Runtime, device_name
+from harness.size import size_of
+
+if TYPE_CHECKING:
+    from harness.context import RunContext
+
+H100_BF16_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM
+H100_ASSUMED_MFU = 0.25  # small 32x32 CNNs in plain PyTorch keep an H100 partly busy: an assumption, stated
+
+
+def probe_batch(batch: int, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images (in the run's layout) and labels for timing and counting: no data needed."""
+    return runtime.images(torch.randn(batch, 3, 32, 32)), torch.randint(0, 10, (batch,), device=runtime.device)
+
+
+def probe_loss(
+    model: nn.Module, teacher: nn.Module | None, x: torch.Tensor, y: torch.Tensor, runtime: Runtime
+) -> torch.Tensor:
+    """The compute of one training step short of backward: the model's loss and the teacher's forward."""
+    with runtime.autocast_context():
+        loss = nn.functional.cross_entropy(model(x).float(), y)
+        if teacher is not None:
+            with torch.inference_mode():
+                teacher(x)
+    return loss
+
+
+def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, runtime: Runtime) -> float:
+    """FLOPs of one training step (student forward and backward, teacher forward) per image."""
+    x, y = probe_batch(batch, runtime)
+    with FlopCounterMode(display=False) as counter:
+        probe_loss(model, teacher, x, y, runtime).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
+def full_recipe_estimate(recipe: Any, flops_per_image: float, images_per_s: float) -> dict[str, float]:
+    """Hours for the spec's full recipe here (at the measured rate) and on an H100 (from its FLOPs)."""
+    train_images = recipe.data.train_size
+    total_images = recipe.train.epochs * train_images
+    return {
+        "epochs": recipe.train.epochs,
+        "train_images": train_images,
+        "hours_here": total_images / images_per_s / 3600,
+        "hours_h100": total_images * flops_per_image / (H100_BF16_FLOPS * H100_ASSUMED_MFU) / 3600,
+        "h100_assumed_mfu": H100_ASSUMED_MFU,
+    }
+
+
+PROBE_STEPS = 2  # timed training steps (after one warm-up) for the estimate
+PROBE_BATCH = 32  # images per probe step: enough for a stable rate, cheap even for the teacher
+
+
+def probe_rate(model: nn.Module, teacher: nn.Module | None, batch: int, runtime: Runtime) -> float:
+    """Training images per second of a few timed steps on a copy of the model (the run's own is untouched)."""
+    probe = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)
+    x, y = probe_batch(batch, runtime)
+    times = []
+    for _ in range(PROBE_STEPS + 1):
+        start = time.perf_counter()
+        loss = probe_loss(probe, teacher, x, y, runtime)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        runtime.sync()
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times[1:])
+
+
+def estimate_line(ctx: RunContext, model: nn.Module, teacher: nn.Module | None, start_epoch: int) -> str:
+    """How long the epochs left will take here, from timed probe steps (and a full recipe on an H100)."""
+    recipe, splits = ctx.recipe, ctx.splits
+    train_rate = probe_rate(model, teacher, min(recipe.train.batch_size, PROBE_BATCH, len(splits.train)), ctx.runtime)
+    eval_rate = 3 * train_rate  # a forward pass is about a third of a training step
+    tested = len(splits.test) if ctx.identity.track_test else 0
+    per_epoch = len(splits.train) / train_rate + (len(splits.val) + tested) / eval_rate
+    epochs = recipe.train.epochs - start_epoch
+    total = epochs * per_epoch + len(splits.test) / eval_rate
+    gpu = ""
+    if ctx.budget.is_full:
+        per_image = step_flops(copy.deepcopy(model).train(), teacher, 4, ctx.runtime)
+        est = full_recipe_estimate(recipe, per_image, train_rate)
+        gpu = (
+            f"; on an H100 it would take about {duration(est['hours_h100'] * 3600)} "
+            f"(bf16, assuming {est['h100_assumed_mfu']:.0%} of its peak)"
+        )
+    device = ctx.runtime.device
+    return (
+        f"estimate: {epochs} epochs x {len(splits.train):,} images at {train_rate:.0f} img/s "
+        f"({size_of(recipe.model).macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, "
+        f"{torch.get_num_threads()} threads): about {duration(total)} [{ctx.budget.profile} budget]{gpu}"
+    )
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"

@@ -1,0 +1,169 @@
+"""Latency: one protocol for timing a model's forward pass, and one cache of its figures.
+
+The protocol (also in the README): one forward pass in eval mode under `torch.inference_mode()`, on a
+random input, after warm-up calls; median and 90th percentile of repeated batch-1 calls, and images per
+second at batch 256. Every figure is labelled with its device, threads, precision and layout, as timm's
+benchmark rows are, and cached under exactly that key. A CPU timing taken while other processes use
+the CPUs is marked busy, shown as such and not cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.models import build_model
+from harness.runtime import Runtime, device_name
+from harness.schema import Section
+
+
+@dataclass(frozen=True)
+class Timing:
+    device: str
+    threads: int
+    latency_ms_b1: float
+    latency_ms_b1_p90: float
+    throughput_img_s_b256: float | None  # None when not measured (rounds_b256 = 0)
+    rounds_b1: int
+    rounds_b256: int
+    other_cpu_use: float | None = None  # share of the CPUs other processes used around the timing
+    busy: bool = False  # other_cpu_use above BUSY_SHARE: the figures are inflated
+    precision: str = "fp32"  # fp32 or bf16 (autocast)
+    channels_last: bool = False
+
+
+# A quarter of the machine used by someone else already slows a 2-thread forward pass visibly.
+BUSY_SHARE = 0.25
+
+
+def other_cpu_use(window_s: float = 0.2) -> float | None:
+    """Share of all CPUs busy while this process sleeps for `window_s` (Linux /proc/stat; else None).
+
+    Sleeping makes every busy jiffy someone else's, so no per-process accounting is needed.
+    """
+
+    def busy_total() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy0, total0 = busy_total()
+        time.sleep(window_s)
+        busy1, total1 = busy_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def time_model(
+    model: nn.Module, runtime: Runtime, rounds_b1: int = 50, rounds_b256: int = 3, warmup: int = 5
+) -> Timing:
+    """Latency at batch 1 (median, p90) and throughput at batch 256, eval mode, inference only."""
+    model = runtime.model(model).eval()
+    device = runtime.device
+    x1 = runtime.images(torch.randn(1, 3, 32, 32))
+    load_before = other_cpu_use() if device.type == "cpu" else None
+    times: list[float] = []
+    with torch.inference_mode(), runtime.autocast_context():
+        for i in range(warmup + rounds_b1):
+            runtime.sync()
+            start = time.perf_counter()
+            model(x1)
+            runtime.sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        elapsed = 0.0
+        if rounds_b256:
+            x256 = runtime.images(torch.randn(256, 3, 32, 32))
+            model(x256)  # warm-up at the large batch: allocator and kernel selection
+            runtime.sync()
+            start = time.perf_counter()
+            for _ in range(rounds_b256):
+                model(x256)
+            runtime.sync()
+            elapsed = time.perf_counter() - start
+    deciles = statistics.quantiles(times, n=10)
+    loads = [x for x in (load_before, other_cpu_use() if device.type == "cpu" else None) if x is not None]
+    load = max(loads) if loads else None
+    return Timing(
+        device=device_name(device),
+        threads=torch.get_num_threads(),
+        latency_ms_b1=1e3 * statistics.median(times),
+        latency_ms_b1_p90=1e3 * deciles[-1],
+        throughput_img_s_b256=256 * rounds_b256 / elapsed if rounds_b256 else None,
+        rounds_b1=rounds_b1,
+        rounds_b256=rounds_b256,
+        other_cpu_use=load,
+        busy=load is not None and load > BUSY_SHARE,
+        precision=runtime.precision,
+        channels_last=runtime.channels_last,
+    )
+
+
+def timing_runtimes() -> list[Runtime]:
+    """What latency is measured on: the CPU, and the GPU where CUDA is present; fp32, NCHW (the
+    layout and precision of the reports' own code)."""
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    return [Runtime(device) for device in devices]
+
+
+def _timings_file() -> Path:
+    from harness.data import cache_dir
+
+    return cache_dir() / "timings.json"
+
+
+def _read_timings() -> dict[str, Any]:
+    try:
+        return json.loads(_timings_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def cached_timing(model_cfg: Section, runtime: Runtime) -> Timing:
+    """A batch-1 timing from the on-disk cache (same model, device, threads, torch, precision and layout),
+    else measured now and stored. The cache lives at $HARNESS_CACHE/timings.json; `harness measure`
+    refreshes it."""
+    entry = _read_timings().get(_timing_key(model_cfg, runtime))
+    if entry is not None:
+        return Timing(**{k: v for k, v in entry.items() if k in Timing.__dataclass_fields__})
+    torch.manual_seed(0)
+    timing = time_model(build_model(model_cfg), runtime, rounds_b1=20, rounds_b256=0)
+    store_timing(model_cfg, runtime, timing)
+    return timing
+
+
+def store_timing(model_cfg: Section, runtime: Runtime, timing: Timing) -> None:
+    """Cache a timing, unless it was taken on a busy machine (the next table measures again)."""
+    from harness.checkpoint import atomic_write_json
+
+    if timing.busy:
+        return
+    cache = _read_timings()
+    cache[_timing_key(model_cfg, runtime)] = asdict(timing)
+    atomic_write_json(_timings_file(), cache)
+
+
+def _timing_key(model_cfg: Section, runtime: Runtime) -> str:
+    text = json.dumps(model_cfg.model_dump(mode="json"), sort_keys=True)
+    settings = f"{device_name(runtime.device)}|{torch.get_num_threads()}|{torch.__version__}"
+    ident = f"{text}|{settings}|{runtime.precision}|{'channels_last' if runtime.channels_last else 'nchw'}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:20]
+
+
+def timing_dict(timing: Timing | None, prefix: str) -> dict[str, object]:
+    """Flatten a Timing into `prefix_*` columns (all None when not measured)."""
+    fields = Timing.__dataclass_fields__
+    if timing is None:
+        return {f"{prefix}_{k}": None for k in fields}
+    return {f"{prefix}_{k}": v for k, v in asdict(timing).items()}

@@ -199,7 +199,8 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Any], Any, list[Any]]:
     from harness.record import load_records
     from harness.spec import is_protocol_file, load_protocol
 
-    paths = args.specs or [p for p in sorted(Path(DEFAULT_SPECS).glob("*.toml")) if not is_protocol_file(p)]
+    default = [*sorted(Path(DEFAULT_SPECS).glob("*.toml")), *sorted(Path(DEFAULT_SPECS).glob("references/*.toml"))]
+    paths = args.specs or [p for p in default if not is_protocol_file(p)]
     if not paths:
         raise UsageError(f"no specs in {DEFAULT_SPECS}/ (run from the project root, or pass --specs)")
     specs = _load(paths)

@@ -6,6 +6,7 @@ momentum cycling, cosine continuing past T_max) matches the released code.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -99,9 +100,22 @@ StepUnit = Literal["epoch", "batch"]
 
 
 class _Schedule(Section):
+    """A learning-rate schedule: PyTorch's own scheduler (`main`), stepped per epoch or per batch, with an
+    optional constant warm-up factor for its first `warmup_steps` steps (torch's ConstantLR, chained
+    multiplicatively: ResNet-110's 0.01-then-0.1 start is warmup_factor 0.1 for 400 steps)."""
+
     step: StepUnit = "epoch"
+    warmup_steps: int | None = Field(None, gt=0, le=10**9, description="in units of `step`")
+    warmup_factor: float | None = Field(None, gt=0, le=1)
 
     def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        main = self.main(optimizer, epochs, steps_per_epoch)
+        if not self.warmup_steps:
+            return main
+        warmup = torch.optim.lr_scheduler.ConstantLR(optimizer, self.warmup_factor, total_iters=self.warmup_steps)
+        return torch.optim.lr_scheduler.ChainedScheduler([main, warmup])
+
+    def main(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         raise NotImplementedError
 
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
@@ -109,11 +123,23 @@ class _Schedule(Section):
         return None
 
     def problems(self) -> list[tuple[str, str]]:
+        if (self.warmup_steps is None) != (self.warmup_factor is None):
+            return [("warmup_steps", "warmup_steps and warmup_factor go together: set both or neither")]
         return []
 
     def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
         """The same schedule compressed for short and smoke budgets: counts in epochs by `epoch_factor`,
-        counts in optimizer steps by `step_factor` (the budget's steps over the recipe's)."""
+        counts in optimizer steps by `step_factor` (the budget's steps over the recipe's). A warm-up keeps
+        its factor and at least one step."""
+        scaled = self.compressed(self.factor(epoch_factor, step_factor))
+        if not self.warmup_steps:
+            return scaled
+        return scaled.model_copy(
+            update={"warmup_steps": _scale(self.warmup_steps, self.factor(epoch_factor, step_factor))}
+        )
+
+    def compressed(self, factor: float) -> _Schedule:
+        """This schedule's own horizons scaled by `factor` (its unit's)."""
         return self
 
     def factor(self, epoch_factor: float, step_factor: float) -> float:
@@ -129,8 +155,9 @@ def _scale(value: int, factor: float, minimum: int = 1) -> int:
 class Constant(_Schedule):
     name: Literal["constant"]
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    def main(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        # ConstantLR with factor 1: the rate as given, and chainable with a warm-up (LambdaLR is not)
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 @SCHEDULES.register("cosine")
@@ -141,14 +168,14 @@ class Cosine(_Schedule):
     t_max: int = Field(gt=0, description="in units of `step`")
     eta_min: float = Field(0.0, ge=0)
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+    def main(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.t_max, eta_min=self.eta_min)
 
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return self.t_max if self.step == "epoch" else self.t_max / steps_per_epoch
 
-    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
-        return self.model_copy(update={"t_max": _scale(self.t_max, self.factor(epoch_factor, step_factor))})
+    def compressed(self, factor: float) -> _Schedule:
+        return self.model_copy(update={"t_max": _scale(self.t_max, factor)})
 
 
 @SCHEDULES.register("warmup_cosine")
@@ -165,7 +192,7 @@ class WarmupCosine(_Schedule):
     decay_epochs: int = Field(gt=0)
     warmup_start_factor: float | None = Field(None, gt=0, le=1, description="default 1 / warmup_epochs")
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+    def main(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         warmup, decay = self.warmup_epochs, self.decay_epochs
         start = self.warmup_start_factor or (1 / warmup if warmup else 1.0)
 
@@ -181,19 +208,20 @@ class WarmupCosine(_Schedule):
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return self.warmup_epochs + self.decay_epochs
 
-    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
+    def compressed(self, factor: float) -> _Schedule:
         if not self.warmup_epochs:
-            return self.model_copy(update={"decay_epochs": _scale(self.decay_epochs, epoch_factor)})
+            return self.model_copy(update={"decay_epochs": _scale(self.decay_epochs, factor)})
         return self.model_copy(
             update={
-                "warmup_epochs": _scale(self.warmup_epochs, epoch_factor),  # at least one: the shape survives
-                "decay_epochs": _scale(self.decay_epochs, epoch_factor),
+                "warmup_epochs": _scale(self.warmup_epochs, factor),  # at least one: the shape survives
+                "decay_epochs": _scale(self.decay_epochs, factor),
                 "warmup_start_factor": self.warmup_start_factor or 1 / self.warmup_epochs,
             }
         )
 
     def problems(self) -> list[tuple[str, str]]:
-        return [("step", 'warmup_cosine counts epochs; use step = "epoch"')] if self.step != "epoch" else []
+        found = [("step", 'warmup_cosine counts epochs; use step = "epoch"')] if self.step != "epoch" else []
+        return found + _own_warmup(self) + super().problems()
 
 
 @SCHEDULES.register("onecycle")
@@ -213,7 +241,7 @@ class OneCycle(_Schedule):
     final_div_factor: float = Field(1e4, gt=0)
     three_phase: bool = False
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+    def main(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=self.max_lr,
@@ -231,14 +259,15 @@ class OneCycle(_Schedule):
     def horizon_epochs(self, steps_per_epoch: int) -> float | None:
         return None if self.total_steps is None else self.total_steps / steps_per_epoch
 
-    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
+    def compressed(self, factor: float) -> _Schedule:
         # Without total_steps the schedule already spans whatever epochs and batches the run has.
         if self.total_steps is None:
             return self
-        return self.model_copy(update={"total_steps": _scale(self.total_steps, step_factor)})
+        return self.model_copy(update={"total_steps": _scale(self.total_steps, factor)})
 
     def problems(self) -> list[tuple[str, str]]:
-        return [("step", 'OneCycleLR steps per batch; use step = "batch"')] if self.step != "batch" else []
+        found = [("step", 'OneCycleLR steps per batch; use step = "batch"')] if self.step != "batch" else []
+        return found + _own_warmup(self) + super().problems()
 
 
 @SCHEDULES.register("step")
@@ -249,8 +278,36 @@ class Step(_Schedule):
     step_size: int = Field(gt=0)
     gamma: float = Field(gt=0, le=1)
 
-    def build(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+    def main(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
 
-    def scaled(self, epoch_factor: float, step_factor: float) -> _Schedule:
-        return self.model_copy(update={"step_size": _scale(self.step_size, self.factor(epoch_factor, step_factor))})
+    def compressed(self, factor: float) -> _Schedule:
+        return self.model_copy(update={"step_size": _scale(self.step_size, factor)})
+
+
+@SCHEDULES.register("multistep")
+class MultiStep(_Schedule):
+    """MultiStepLR: multiply the rate by gamma at each milestone, counted in the schedule's own steps
+    (wide ResNets: x0.2 at epochs 60, 120 and 160)."""
+
+    name: Literal["multistep"]
+    milestones: tuple[int, ...] = Field(min_length=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+
+    def main(self, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> LRScheduler:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(self.milestones), gamma=self.gamma)
+
+    def compressed(self, factor: float) -> _Schedule:
+        return self.model_copy(update={"milestones": tuple(_scale(m, factor) for m in self.milestones)})
+
+    def problems(self) -> list[tuple[str, str]]:
+        ordered = all(a < b for a, b in itertools.pairwise((0, *self.milestones)))
+        found = [] if ordered else [("milestones", f"must increase from 1, got {list(self.milestones)}")]
+        return found + super().problems()
+
+
+def _own_warmup(schedule: _Schedule) -> list[tuple[str, str]]:
+    """OneCycle and 002's warm-up cosine set the rate outright each step, so a chained warm-up would be lost."""
+    if schedule.warmup_steps is not None or schedule.warmup_factor is not None:
+        return [("warmup_steps", f"{schedule.name} has its own warm-up; a warm-up factor cannot be chained to it")]
+    return []

@@ -21,6 +21,7 @@ from harness.stats import summarize
 from harness.verdict import evidence, rule_figure, verdict
 
 Format = Literal["markdown", "csv", "json"]
+REFERENCES = "references"  # specs in reproductions/references/: networks the reports compare with, not reports
 
 
 def rows(
@@ -39,6 +40,7 @@ def rows(
             flags = audit(spec, name)
             out.append(
                 {
+                    "section": "references" if spec.path.parent.name == REFERENCES else "reports",
                     "report": spec.name,
                     "report_id": spec.report.id,
                     "variant": name,
@@ -178,8 +180,13 @@ def render(table: list[dict[str, Any]], fmt: Format) -> str:
         for row in table:
             writer.writerow({k: _csv_cell(v) for k, v in row.items()})
         return buffer.getvalue()
-    body = [[cell(row) for _, cell in MARKDOWN.values()] for row in table]
-    text = tabulate(body, headers=[h for h, _ in MARKDOWN.values()], tablefmt="github", disable_numparse=True)
+    parts = []
+    for section, title in (("reports", "Reports"), (REFERENCES, "Reference networks (not among the five reports)")):
+        body = [[cell(row) for _, cell in MARKDOWN.values()] for row in table if row["section"] == section]
+        if body:
+            headers = [h for h, _ in MARKDOWN.values()]
+            parts.append(f"### {title}\n\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+    text = "\n\n".join(parts)
     busy = (
         "\n\n* CPU latency measured while other processes were using the CPUs: inflated, not cached; "
         "run `harness table` again on a quiet machine."

@@ -20,7 +20,8 @@ os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
 REPO = Path(__file__).resolve().parents[1]
 SPECS_DIR = REPO / "reproductions"
 COMMON = SPECS_DIR / "common.toml"
-SPEC_FILES = sorted(p for p in SPECS_DIR.glob("*.toml") if p != COMMON)
+SPEC_FILES = sorted(p for p in SPECS_DIR.glob("*.toml") if p != COMMON)  # the five reports
+REFERENCE_FILES = sorted(SPECS_DIR.glob("references/*.toml"))  # networks they compare with
 
 
 @pytest.fixture

@@ -106,10 +106,19 @@ def test_table_renders_every_report_without_results(capsys, tmp_path: Path, monk
     for name in ("dmsresnet", "resnet443-se", "se-resnet3343", "resnet10", "resnet4323-se"):
         assert f"| {name} " in out
     assert "96.14% (abstract; table 1 (Validation Acc.); results text; cifar10-test; last-epoch)" in out
+    reports, references = out.split("### Reference networks (not among the five reports)")
+    assert "| wrn-16-4 " in references and "| preact-resnet18 " in references and "| wrn-16-4 " not in reports
 
     code, out, _ = run(capsys, "table", "--results", str(tmp_path), "--format", "json")
     rows = json.loads(out)
-    assert {r["report"] for r in rows} == {"dmsresnet", "resnet443-se", "se-resnet3343", "resnet10", "resnet4323-se"}
+    assert {r["report"] for r in rows if r["section"] == "reports"} == {
+        "dmsresnet",
+        "resnet443-se",
+        "se-resnet3343",
+        "resnet10",
+        "resnet4323-se",
+    }
+    assert {r["report"] for r in rows if r["section"] == "references"} == {"preact-resnet18", "wrn-16-4"}
     assert all(r["n_seeds"] == 0 and r["test_acc_mean"] is None for r in rows)
 
     code, out, _ = run(capsys, "table", "--results", str(tmp_path), "--format", "csv")

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from harness.models import build_model, count_params
-from harness.models.resnet import CifarResNetConfig, Dropout
+from harness.models.blocks import Dropout
+from harness.models.resnet import CifarResNetConfig
 from harness.size import size_of
 from harness.spec import load_spec
 from tests.conftest import SPECS_DIR
@@ -153,3 +154,106 @@ def test_default_init_is_pytorchs() -> None:
             bound = 1 / math.sqrt(module.weight[0].numel())
             assert module.weight.abs().max() <= bound
             assert module.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+
+
+# Parameter counts from the layer arithmetic, by hand (as the reports' Eq. 1 does): conv k x k x C_in x C_out
+# (no bias), BN 2 x C, linear C x 10 + 10. Each new block and shortcut is counted here and built.
+def _build(**overrides) -> nn.Module:
+    return build_model(CifarResNetConfig(**{"arch": "cifar_resnet", **overrides}))
+
+
+def test_option_a_shortcuts_add_no_parameters_resnet20() -> None:
+    # ResNet-20 of He et al. 2016 (0.27M): stem 3*16*9 + 32 = 464; stage 1: 3 x (2 x 2,304 + 2 x 32) = 14,016;
+    # stage 2: (4,608 + 9,216 + 128) + 2 x (2 x 9,216 + 128) = 51,072; stage 3: (18,432 + 36,864 + 256)
+    # + 2 x (2 x 36,864 + 256) = 203,520; fc 64 * 10 + 10 = 650; option A shortcuts: 0. Sum 269,722.
+    model = _build(
+        blocks=(3, 3, 3), widths=(16, 32, 64), strides=(1, 2, 2), stem_width=16, shortcut="pad", pool_kernel=8
+    )
+    assert count_params(model) == 269_722
+
+
+def test_option_a_subsamples_and_zero_pads() -> None:
+    from harness.models.blocks import PadShortcut
+
+    x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).view(2, 4, 4, 4)
+    out = PadShortcut(4, 8, 2)(x)
+    assert out.shape == (2, 8, 2, 2)
+    assert torch.equal(out[:, 2:6], x[:, :, ::2, ::2]) and not out[:, :2].any() and not out[:, 6:].any()
+
+
+def test_preact_basic_blocks_wrn_16_4() -> None:
+    # WRN-16-4 (Zagoruyko & Komodakis; the paper states no count for it): stem 3*16*9 = 432; group 1:
+    # (2*16 + 16*64*9 + 2*64 + 64*64*9 + 1x1 projection 16*64) = 47,264 and (2*64 + 36,864 + 128 + 36,864)
+    # = 73,984; group 2: (128 + 64*128*9 + 256 + 128*128*9 + 64*128) = 229,760 and 295,424; group 3:
+    # (256 + 128*256*9 + 512 + 256*256*9 + 128*256) = 918,272 and 1,180,672; final BN 512; fc 2,570.
+    # Sum 2,748,890 (the official code's log gives 8,949,210 for WRN-40-4, which this builder also gives).
+    wrn = {"block": "preact_basic", "strides": (1, 2, 2), "stem_width": 16, "pool_kernel": 8}
+    assert count_params(_build(blocks=(2, 2, 2), widths=(64, 128, 256), **wrn)) == 2_748_890
+    assert count_params(_build(blocks=(6, 6, 6), widths=(64, 128, 256), **wrn)) == 8_949_210
+
+
+def test_preact_basic_blocks_kuangliu_resnet18() -> None:
+    # kuangliu's PreActResNet18: stem 1,728 (no BN); layer1 2 x 73,984; layer2 229,760 + 295,424;
+    # layer3 918,272 + 1,180,672; layer4 3,671,552 + 4,720,640 (1x1 projections, no BN); no final BN;
+    # fc 5,130. Sum 11,171,146; with the 2017 stem BN (+128), 11,171,274.
+    spec = load_spec(SPECS_DIR / "references" / "preact-resnet18.toml")
+    assert count_params(build_model(spec.variant("as-coded").recipe.model)) == 11_171_146
+    assert count_params(build_model(spec.variant("readme-2017").recipe.model)) == 11_171_274
+
+
+def test_preact_bottleneck_by_hand() -> None:
+    # stem 432; block 1 (16 -> 8 -> 32): BN 32 + 1x1 128 + BN 16 + 3x3 576 + BN 16 + 1x1 256 + projection 512
+    # = 1,536; block 2 (32 -> 16 -> 64, stride 2): 64 + 512 + 32 + 2,304 + 32 + 1,024 + 2,048 = 6,016;
+    # final BN 128; fc 650. Sum 8,762.
+    model = _build(block="preact_bottleneck", blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=16)
+    assert count_params(model) == 8_762 and model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_preact_with_option_a_by_hand() -> None:
+    # stem 432; block 1 (16 -> 16): 32 + 2,304 + 32 + 2,304 = 4,672; block 2 (16 -> 32, stride 2): 32 + 4,608
+    # + 64 + 9,216 = 13,920 and no shortcut parameters; final BN 64; fc 330. Sum 19,418.
+    model = _build(block="preact_basic", blocks=(1, 1), widths=(16, 32), strides=(1, 2), stem_width=16, shortcut="pad")
+    assert count_params(model) == 19_418
+
+
+def test_dropout_between_sits_between_the_two_convolutions() -> None:
+    model = _build(block="preact_basic", blocks=(2,), widths=(16,), strides=(1,), stem_width=16, dropout_between=0.3)
+    block = model.stages[0][0]
+    assert isinstance(block.between, Dropout) and block.between.p == 0.3
+    order = [name for name, _ in block.named_children()]
+    assert order.index("conv1") < order.index("between") < order.index("conv2")
+    seen = []
+    handles = [
+        getattr(block, n).register_forward_hook(lambda *_, n=n: seen.append(n)) for n in ("conv1", "between", "conv2")
+    ]
+    model.train()(torch.randn(2, 3, 32, 32))
+    assert seen[:3] == ["conv1", "between", "conv2"]
+    for handle in handles:
+        handle.remove()
+
+
+@pytest.mark.parametrize("block", ["basic", "bottleneck", "preact_basic", "preact_bottleneck"])
+def test_a_folded_teacher_computes_what_the_unfolded_one_does(block: str) -> None:
+    # BN folding must only merge a BN that follows its conv: in pre-activation blocks most BNs come first.
+    from harness.models import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = _build(block=block, blocks=(1, 1), widths=(8, 16), strides=(1, 2), stem_width=8)
+    for module in model.modules():  # BN statistics that are not the identity, as after training
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    x = torch.randn(4, 3, 32, 32)
+    expected = model.eval()(x)
+    assert torch.allclose(fold_batchnorm(model.eval())(x), expected, atol=1e-4)
+
+
+def test_final_norm_is_for_pre_activation_networks_only() -> None:
+    problems = CifarResNetConfig(
+        arch="cifar_resnet", blocks=(1,), widths=(8,), strides=(1,), final_norm=True
+    ).problems()
+    assert problems == [("final_norm", "a post-activation network (basic) already ends in BN-ReLU")]
+    narrowing = CifarResNetConfig(arch="cifar_resnet", blocks=(1, 1), widths=(32, 16), strides=(1, 2), shortcut="pad")
+    assert [key for key, _ in narrowing.problems()] == ["shortcut"]

@@ -193,3 +193,58 @@ def test_gradient_clipping_by_value() -> None:
     optimizer = torch.optim.SGD([w], lr=1.0)
     optimizer_step(holder, optimizer, (w * torch.tensor([5.0, -0.05, -3.0])).sum(), clip=0.1)
     assert w.tolist() == pytest.approx([-0.1, 0.05, 0.1])  # each element of the gradient clipped to [-0.1, 0.1]
+
+
+def test_multistep_of_wide_resnets() -> None:
+    # WRN: 0.1, x0.2 before the 60th, 120th and 160th epoch (1-based), as train.lua does
+    schedule = {"name": "multistep", "milestones": (59, 119, 159), "gamma": 0.2}
+    values, _ = lrs(schedule, 200)
+    assert values[58] == pytest.approx(0.1) and values[59] == pytest.approx(0.02)
+    assert (
+        values[119] == pytest.approx(0.004)
+        and values[159] == pytest.approx(0.0008)
+        and values[199] == pytest.approx(0.0008)
+    )
+
+
+def test_a_warm_up_factor_chains_onto_any_schedule() -> None:
+    # ResNet-110 (He et al. 2016): 0.01 for the first 400 iterations, then 0.1, then /10 at 32k and 48k.
+    resnet110 = {
+        "name": "multistep",
+        "milestones": (32_000, 48_000),
+        "step": "batch",
+        "warmup_steps": 400,
+        "warmup_factor": 0.1,
+    }
+    values, _ = lrs(resnet110, 1, steps_per_epoch=50_000, per_step=True)
+    assert values[0] == values[399] == pytest.approx(0.01) and values[400] == pytest.approx(0.1)
+    assert (
+        values[31_999] == pytest.approx(0.1)
+        and values[32_000] == pytest.approx(0.01)
+        and values[48_000] == pytest.approx(0.001)
+    )
+    cosine, _ = lrs({"name": "cosine", "t_max": 10, "warmup_steps": 2, "warmup_factor": 0.5}, 10)
+    plain, _ = lrs({"name": "cosine", "t_max": 10}, 10)
+    assert cosine[:2] == pytest.approx([0.5 * v for v in plain[:2]]) and cosine[2:] == pytest.approx(plain[2:])
+
+
+def test_a_compressed_warm_up_keeps_its_factor_and_milestones_keep_their_place() -> None:
+    wrn = SCHEDULES["multistep"].model_validate(
+        {"name": "multistep", "milestones": (60, 120, 160), "gamma": 0.2, "warmup_steps": 10, "warmup_factor": 0.1}
+    )
+    short = wrn.scaled(0.1, 0.5)  # a tenth of the epochs
+    assert (short.milestones, short.warmup_steps, short.warmup_factor) == ((6, 12, 16), 1, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"name": "onecycle", "max_lr": 0.1, "warmup_steps": 5, "warmup_factor": 0.1}, "has its own warm-up"),
+        ({"name": "cosine", "t_max": 5, "warmup_steps": 5}, "set both or neither"),
+        ({"name": "multistep", "milestones": (10, 5)}, "must increase from 1"),
+        ({"name": "multistep", "milestones": (0, 5)}, "must increase from 1"),
+    ],
+)
+def test_schedule_problems(schedule: dict, message: str) -> None:
+    problems = SCHEDULES[schedule["name"]].model_validate(schedule).problems()
+    assert any(message in text for _, text in problems), problems

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.spec import Claim, SpecError, load_spec, load_specs
-from tests.conftest import SPEC_FILES, SPECS_DIR
+from tests.conftest import REFERENCE_FILES, SPEC_FILES, SPECS_DIR
 
 DMS = (SPECS_DIR / "dmsresnet.toml").read_text(encoding="utf-8")
 
@@ -31,14 +31,18 @@ def test_five_reports_ship_as_specs() -> None:
     assert (SPECS_DIR / "dmsresnet.toml").exists()
 
 
-@pytest.mark.parametrize("path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
+@pytest.mark.parametrize("path", SPEC_FILES + REFERENCE_FILES, ids=[p.stem for p in SPEC_FILES + REFERENCE_FILES])
 def test_every_spec_is_complete(path: Path) -> None:
     spec = load_spec(path)
     assert spec.report.name == path.stem
-    seed_text = (SPECS_DIR.parent.parent / "shared" / "seeds" / spec.report.seed).read_text(encoding="utf-8")
-    for author in spec.report.authors:  # the spec's report is the seed file's report
-        assert author.split()[-1] in seed_text, (spec.report.seed, author)
-    assert spec.report.title.split(":")[0].lower() in seed_text.lower()
+    if path in REFERENCE_FILES:  # not a seed report: its paper or README is named instead
+        assert spec.report.seed is None and spec.report.url.startswith("https://")
+        assert all(v.role == "reference" for v in spec.variants.values())
+    else:
+        seed_text = (SPECS_DIR.parent.parent / "shared" / "seeds" / spec.report.seed).read_text(encoding="utf-8")
+        for author in spec.report.authors:  # the spec's report is the seed file's report
+            assert author.split()[-1] in seed_text, (spec.report.seed, author)
+        assert spec.report.title.split(":")[0].lower() in seed_text.lower()
     assert spec.default_variant in spec.variants
     for name, variant in spec.variants.items():
         assert variant.description, f"{name} has no description"
@@ -274,3 +278,60 @@ def test_range_claim() -> None:
         variants=(),
     )
     assert claim.agreement(55.5) == "in range" and claim.agreement(61) is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('id = "003"', 'id = "my-report-2025"', None),
+        ('id = "003"', 'id = "My Report"', "report.id: String should match pattern"),
+        ('seed = "003_02149a40bb0973b8.txt"\n', "", None),  # a report without a seed file
+        ('seed = "003_02149a40bb0973b8.txt"\n', 'seed = "003.txt"\nurl = "https://example.org/paper.pdf"\n', None),
+        (
+            'arch = "cifar_resnet"',
+            'arch = "cifar_resnet"\nshortcut = "identity"',
+            "model.shortcut: 'identity' is not one of",
+        ),
+        (
+            'block = "basic"',
+            'block = "preact"',
+            "model.block: 'preact' is not one of 'basic', 'bottleneck', 'preact_basic'",
+        ),
+        (
+            'arch = "cifar_resnet"',
+            'arch = "cifar_resnet"\ndropout_between = 1.0',
+            "model.dropout_between: Input should be less than 1",
+        ),
+        (
+            'arch = "cifar_resnet"',
+            'arch = "cifar_resnet"\nfinal_norm = true',
+            "model.final_norm: a post-activation network",
+        ),
+    ],
+)
+def test_the_new_keys_check_with_file_key_errors(spec_copy, old: str, new: str, expected: str | None) -> None:
+    text = edited((SPECS_DIR / "resnet10.toml").read_text(), old, new)
+    path = spec_copy(text)
+    if expected is None:
+        assert load_spec(path).report.name == "resnet10"
+        return
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert any(
+        str(p).startswith(f"{path}:{expected.split(':')[0]}") and expected in str(p) for p in error.value.problems
+    ), error.value
+
+
+def test_new_keys_leave_every_existing_spec_hash_alone() -> None:
+    # Optional keys are left out of the hash when they hold their defaults, so the records shipped in
+    # results/ before shortcut, stem_norm, final_norm, dropout_between and the warm-up keys existed still
+    # name the current recipes of the variants whose recipes did not change since.
+    from harness.record import load_records
+
+    specs, _ = load_specs(SPEC_FILES)
+    hashes = {(s.name, n): v.spec_hash for s in specs for n, v in s.variants.items()}
+    records, _ = load_records(SPECS_DIR.parent / "results")
+    unchanged = [("resnet4323-se", "as-coded"), ("se-resnet3343", "as-coded"), ("resnet10", "resnet10-onecycle")]
+    for key in unchanged:
+        shipped = {r.spec_hash for r in records if (r.report, r.variant) == key and r.protocol == "own"}
+        assert hashes[key] in shipped, key

@@ -18,7 +18,7 @@ from harness.record import Record
 from harness.size import size_of
 from harness.spec import load_spec, load_specs
 from harness.train import run
-from tests.conftest import SPEC_FILES, SPECS_DIR
+from tests.conftest import REFERENCE_FILES, SPEC_FILES, SPECS_DIR
 
 RESNET10 = SPECS_DIR / "resnet10.toml"
 
@@ -77,8 +77,8 @@ def test_a_finished_run_is_not_repeated(jpeg_archive: Path, tmp_path: Path) -> N
 
 
 def _variants() -> list[tuple[str, str]]:
-    specs, _ = load_specs(SPEC_FILES)
-    return [(spec.path.name, name) for spec in specs for name in spec.variants]
+    specs, _ = load_specs(SPEC_FILES + REFERENCE_FILES)
+    return [(str(spec.path.relative_to(SPECS_DIR)), name) for spec in specs for name in spec.variants]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("smoke-results")
 
 
-@pytest.mark.parametrize(("spec_file", "variant"), _variants(), ids=[f"{s[:-5]}/{v}" for s, v in _variants()])
+@pytest.mark.parametrize(("spec_file", "variant"), _variants(), ids=[f"{Path(s).stem}/{v}" for s, v in _variants()])
 def test_every_variant_runs_what_its_spec_says_and_records_it(
     jpeg_archive: Path, smoke_results: Path, spec_file: str, variant: str
 ) -> None:

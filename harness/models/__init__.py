@@ -36,17 +36,18 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every BatchNorm that follows a convolution into it, for a frozen model in eval mode.
 
     The outputs are the same up to float rounding, with one pass over each activation fewer: a teacher
-    only ever runs forward, so its BatchNorms are fixed affine maps.
+    only ever runs forward, so its BatchNorms are fixed affine maps. Each block names the pairs where the
+    BN follows the conv (`FOLDABLE`): in a pre-activation block most BNs come before their conv.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for module in model.modules():
-        for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+        for conv_name, bn_name in getattr(module, "FOLDABLE", ()):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
                 setattr(module, bn_name, nn.Identity())
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential):  # the stem and projection shortcuts: conv, then BN
             for i in range(len(module) - 1):
                 if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
                     module[i] = fuse_conv_bn_eval(module[i], module[i + 1])

@@ -17,12 +17,13 @@ TEST_SELECTION = ("best-epoch-test", "test-early-stop")  # selections made on th
 class Report(Section):
     """`[report]`: where the claims come from."""
 
-    id: str = Field(pattern=r"^[0-9]{3}$")
+    id: str = Field(pattern=r"^[a-z0-9-]{1,40}$", description="000-004 for the seed reports; any short name else")
     name: str = Field(pattern=NAME_PATTERN)
     title: str = Field(min_length=1)
     authors: tuple[str, ...] = Field(min_length=1)
     year: int = Field(ge=1990, le=2100)
-    seed: str = Field(min_length=1, description="the report's file name in shared/seeds/")
+    seed: str | None = Field(None, min_length=1, description="the report's file name in shared/seeds/, if it has one")
+    url: str = Field("", description="where the paper (or README) is")
     code_url: str = ""
     code_read: str = Field("", description="repository and commit the as-coded values were read from")
     param_budget: int = Field(5_000_000, gt=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -129,7 +130,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.console import note
-    from harness.sweep import Pace, SweepRequest, default_threads, execute, make_executor, prepare, sweep_table
+    from harness.sweep import (
+        Pace,
+        SweepRequest,
+        SweepStopped,
+        default_threads,
+        execute,
+        make_executor,
+        prepare,
+        sweep_table,
+    )
 
     specs = _load(args.specs)
     if not specs:
@@ -159,7 +169,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             note(f"sweep: {line}")
             shown[0] = line
 
-    slots = execute(tasks, done, make_executor(args.executor, logs, args.parallel, slurm), pace, progress)
+    # SIGTERM (a scheduler, `kill`) stops the sweep as Ctrl-C does, so that its local runs stop with it
+    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
+    try:
+        slots = execute(tasks, done, make_executor(args.executor, logs, args.parallel, slurm), pace, progress)
+    except SweepStopped as stopped:
+        jobs = sorted({str(s.job.job_id).split("_")[0] for s in stopped.running})
+        if stopped.cancelled:
+            note(f"sweep: stopped {len(jobs)} runs; their checkpoints keep the work: the same command resumes them")
+        else:
+            note(f"sweep: stopped watching; {len(stopped.running)} runs go on on the cluster: scancel {' '.join(jobs)}")
+        return 130
     print(sweep_table(slots))
     return EXIT_FAILURE if any(s.state in ("failed", "diverged") for s in slots) else EXIT_OK
 

@@ -43,3 +43,14 @@ class ConsoleEvents:
 def note(text: str) -> None:
     """A line about work in progress, on stderr (stdout stays for results)."""
     print(text, file=sys.stderr)
+
+
+class PlainEvents:
+    """Messages as plain lines on stdout, no progress bars: what a sweep's job writes to its log."""
+
+    def message(self, text: str) -> None:
+        print(text, flush=True)
+
+    @contextlib.contextmanager
+    def progress(self, total: int, description: str) -> Iterator[Advance]:
+        yield lambda n, **postfix: None

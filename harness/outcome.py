@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +104,7 @@ def make_record(ctx: RunContext, trained: Trained, tested: Tested, teacher: dict
         },
         versions=versions(),
         git=git_state(Path(__file__).parent),
+        launcher=launcher(),
         wall_time_s=trained.wall_time_s,
         device_hours=trained.wall_time_s / 3600,
         train_images_per_s=float(np.median(throughput)) if throughput else None,
@@ -111,6 +113,25 @@ def make_record(ctx: RunContext, trained: Trained, tested: Tested, teacher: dict
         checkpoint_dir=str(ctx.checkpoint_dir),
         history=history,
     )
+
+
+SLURM_VARIABLES = {  # what a Slurm job says of itself, kept in the record's provenance
+    "job_id": "SLURM_JOB_ID",
+    "array_job_id": "SLURM_ARRAY_JOB_ID",
+    "array_task_id": "SLURM_ARRAY_TASK_ID",
+    "restarts": "SLURM_RESTART_COUNT",
+    "node": "SLURMD_NODENAME",
+    "partition": "SLURM_JOB_PARTITION",
+}
+
+
+def launcher() -> dict[str, Any]:
+    """How this run was started: a Slurm job (its ids and restarts), a local sweep's job, or a command."""
+    if "SLURM_JOB_ID" in os.environ:
+        return {"by": "slurm", **{k: os.environ[v] for k, v in SLURM_VARIABLES.items() if v in os.environ}}
+    if "SUBMITIT_LOCAL_JOB_ID" in os.environ:
+        return {"by": "local sweep", "job_id": os.environ["SUBMITIT_LOCAL_JOB_ID"]}
+    return {"by": "harness run"}
 
 
 def deviations(ctx: RunContext) -> list[str]:

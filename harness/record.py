@@ -58,6 +58,7 @@ class Record:
     device: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     git: dict[str, Any] = field(default_factory=dict)
+    launcher: dict[str, Any] = field(default_factory=dict)  # how it was started: command line, sweep, Slurm job
     wall_time_s: float | None = None
     device_hours: float | None = None
     train_images_per_s: float | None = None

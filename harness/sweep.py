@@ -21,9 +21,9 @@ import submitit
 from tabulate import tabulate
 
 from harness.budget import make_budget
+from harness.console import PlainEvents
 from harness.data import load_cifar10
 from harness.errors import RunError
-from harness.events import Silent
 from harness.options import RunOptions, identify
 from harness.record import Record, find_record
 from harness.registry import did_you_mean
@@ -63,9 +63,8 @@ class RunJob(submitit.helpers.Checkpointable):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        record = run(
-            load_spec(self.task.spec_path), self.task.variant, self.task.options, Path(self.task.results), Silent()
-        )
+        spec = load_spec(self.task.spec_path)  # the job's log (submitit's .out file) holds the run's lines
+        record = run(spec, self.task.variant, self.task.options, Path(self.task.results), PlainEvents())
         return summary(record)
 
 
@@ -171,7 +170,9 @@ def slurm_parameters(options: dict[str, Any], parallel: int) -> dict[str, Any]:
         "time": options.get("time", 24 * 60),
         "cpus_per_task": options.get("cpus", 8),
         "array_parallelism": parallel,
-        "signal_delay_s": 180,  # time for the run to stop cleanly; submitit then requeues it
+        # the warning before the limit: time to stop cleanly, after which submitit requeues the run (a quarter
+        # of a short limit, at most 3 minutes; Slurm checks limits every 30 s or so)
+        "signal_delay_s": min(180, max(15, options.get("time", 24 * 60) * 60 // 4)),
         "stderr_to_stdout": True,
     }
     if options.get("gpus"):
@@ -191,6 +192,14 @@ class Pace:
     as_array: bool = False  # Slurm: each wave one job array, which Slurm itself limits to `parallel`
 
 
+class SweepStopped(KeyboardInterrupt):
+    """The sweep was interrupted (Ctrl-C, SIGTERM); `running` are the runs it stopped or left running."""
+
+    def __init__(self, running: list[Slot], cancelled: bool) -> None:
+        super().__init__()
+        self.running, self.cancelled = running, cancelled
+
+
 def execute(
     tasks: list[Task],
     done: dict[Task, dict[str, Any]],
@@ -198,31 +207,55 @@ def execute(
     pace: Pace,
     progress: Callable[[str], None],
 ) -> list[Slot]:
-    """Run the tasks wave by wave, at most `pace.parallel` at a time; a failure is retried, then reported."""
-    parallel, retries, threads = pace.parallel, pace.retries, pace.threads
+    """Run the tasks wave by wave, at most `pace.parallel` at a time; a failure is retried, then reported.
+
+    Interrupted, a local sweep stops its runs (their checkpoints keep the work; the same command resumes
+    them); a Slurm sweep leaves its jobs to the cluster. Either way SweepStopped says which.
+    """
     slots = [Slot(task) for task in tasks]
     for slot in slots:
         if slot.task in done:
             slot.state, slot.result = "skipped", done[slot.task]
-    for wave in sorted({t.wave for t in tasks}):
-        todo = [s for s in slots if s.task.wave == wave and s.state == "pending"]
-        if pace.as_array and todo:
-            with executor.batch():
-                for slot in todo:
-                    _submit(executor, slot, threads)
-        while True:
-            running = [s for s in todo if s.state == "running"]
-            waiting = [s for s in todo if s.state == "pending"]
-            for slot in waiting[: max(0, parallel - len(running))]:
-                _submit(executor, slot, threads)
+    try:
+        for wave in sorted({t.wave for t in tasks}):
+            _run_wave(
+                [s for s in slots if s.task.wave == wave and s.state == "pending"], slots, executor, pace, progress
+            )
+    except KeyboardInterrupt:
+        running = [s for s in slots if s.state == "running"]
+        if not pace.as_array:
             for slot in running:
-                if slot.job.done():
-                    _collect(slot, executor, retries, threads)
-            progress(_progress_line(slots))
-            if not any(s.state in ("pending", "running") for s in todo):
-                break
-            time.sleep(POLL_SECONDS)
+                slot.job.cancel()  # SIGINT to submitit's local controller, which stops the run in turn
+            deadline = time.monotonic() + 30
+            while any(not s.job.done() for s in running) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        raise SweepStopped(running, cancelled=not pace.as_array) from None
     return slots
+
+
+def _run_wave(
+    todo: list[Slot], slots: list[Slot], executor: submitit.Executor, pace: Pace, progress: Callable[[str], None]
+) -> None:
+    if pace.as_array and todo:
+        with executor.batch():
+            for slot in todo:
+                _submit(executor, slot, pace.threads)
+        array = str(todo[0].job.job_id).split("_")[0]
+        progress(
+            f"submitted job array {array} ({len(todo)} tasks); logs in {executor.folder}; watch: squeue -j {array}"
+        )
+    while True:
+        running = [s for s in todo if s.state == "running"]
+        waiting = [s for s in todo if s.state == "pending"]
+        for slot in waiting[: max(0, pace.parallel - len(running))]:
+            _submit(executor, slot, pace.threads)
+        for slot in running:
+            if slot.job.done():
+                _collect(slot, executor, pace.retries, pace.threads)
+        progress(_progress_line(slots))
+        if not any(s.state in ("pending", "running") for s in todo):
+            return
+        time.sleep(POLL_SECONDS)
 
 
 def _submit(executor: submitit.Executor, slot: Slot, threads: int | None) -> None:
@@ -321,11 +354,11 @@ def sweep_table(slots: list[Slot]) -> str:
             s.state,
             "" if s.result.get("test_acc") is None else f"{s.result['test_acc']:.2f}",
             s.attempts,
-            s.error,
+            f"{s.error} ({s.job.paths.stdout})" if s.error and s.job is not None else s.error,
         ]
         for s in slots
     ]
-    headers = ["report", "variant", "protocol", "seed", "status", "test acc", "attempts", "error"]
+    headers = ["report", "variant", "protocol", "seed", "status", "test acc", "attempts", "error (log)"]
     failed = sum(s.state in ("failed", "diverged") for s in slots)
     return (
         tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

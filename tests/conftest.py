@@ -48,3 +48,32 @@ def jpeg_archive() -> Path:
 
     load_cifar10(JPEG_ARCHIVE)  # decode now, so that tests time their own work only
     return JPEG_ARCHIVE
+
+
+SLURM_START_LOG = Path("/tmp/harness-slurm-start.log")  # where `make test` puts start-cluster.sh's account
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The one-node Slurm cluster `make test` started (tests/slurm/start-cluster.sh): its SLURM_CONF.
+
+    Without one the test skips and says why; with HARNESS_REQUIRE_SLURM=1 (CI) it fails instead.
+    """
+    import shutil
+    import subprocess
+
+    conf = os.environ.get("SLURM_CONF")
+    reason = ""
+    if not conf or shutil.which("sinfo") is None:
+        lines = SLURM_START_LOG.read_text().strip().splitlines() if SLURM_START_LOG.exists() else []
+        reason = lines[-1] if lines else "SLURM_CONF is not set (run the tests with `make test`)"
+    else:
+        state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
+        if state.returncode != 0 or not state.stdout.strip():
+            reason = f"sinfo failed: {state.stderr.strip()}"
+    if reason:
+        message = f"no one-node Slurm cluster: {reason}"
+        if os.environ.get("HARNESS_REQUIRE_SLURM"):
+            pytest.fail(message + " (HARNESS_REQUIRE_SLURM is set: the Slurm tests must run)")
+        pytest.skip(message)
+    return conf

@@ -159,3 +159,40 @@ def test_sweep_rejects_unknown_variants(capsys) -> None:
 def test_task_label() -> None:
     task = Task("x.toml", "resnet10", "resnet12-grid", RunOptions(seed=3, protocol="common"), "r", 1)
     assert task.label == "resnet10/resnet12-grid [common] seed 3"
+
+
+def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them(
+    jpeg_archive: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    results = tmp_path / "results"
+    argv = [
+        sys.executable, "-m", "harness.cli", "sweep", str(SPECS_DIR / "resnet10.toml"), "--variants", "resnet12-grid",
+        "--profile", "smoke", "--subset", "1024", "--epochs", "6", "--data", str(jpeg_archive),
+        "--results", str(results), "--executor", "local",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sweep = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(results.glob("checkpoints/**/epoch-0000.pt")) and time.monotonic() < deadline:
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130 and "stopped 1 runs; their checkpoints keep the work" in err, err
+    time.sleep(1)
+    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(results / "sweep-logs") not in left, "a run outlived its sweep"
+    assert list(results.glob("checkpoints/**/epoch-*.pt")) and not list(results.glob("**/run.lock"))
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0 and "1 complete, 0 skipped" in again.stdout, again.stderr
+    log = "\n".join(p.read_text() for p in (results / "sweep-logs").glob("*.out"))
+    assert "resuming resnet10/resnet12-grid after epoch" in log
+    (record,) = results.glob("resnet10/resnet12-grid/*.json")
+    assert len(json.loads(record.read_text())["history"]) == 6

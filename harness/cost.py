@@ -1,14 +1,18 @@
 """What training costs: FLOPs of a training step, timed probe steps, and estimates of a whole recipe.
 
-The GPU figure printed before a full run is an assumption, labelled as one: an H100's dense bf16 peak
-at an assumed utilisation, until a rate measured on a GPU exists (see `harness speed`).
+The GPU figure printed before a full run comes from a rate measured by `make gpu-check` when
+harness/gpu_rates.json holds one (with its device and date); until then it is an assumption, labelled as
+one: an H100's dense bf16 peak at an assumed utilisation.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,6 +27,30 @@ if TYPE_CHECKING:
 
 H100_BF16_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM
 H100_ASSUMED_MFU = 0.25  # small 32x32 CNNs in plain PyTorch keep an H100 partly busy: an assumption, stated
+GPU_RATES = Path(__file__).with_name("gpu_rates.json")  # written by `make gpu-check`, committed with its provenance
+
+
+@dataclass(frozen=True)
+class GpuRate:
+    """Training FLOP/s on a GPU and where that figure comes from (a measurement, or the stated assumption)."""
+
+    flops_per_s: float
+    device: str
+    basis: str
+
+
+def gpu_rate(key: str, flops_per_image: float, rates_file: Path = GPU_RATES) -> GpuRate:
+    """The measured rate of this spec/variant, else the median measured FLOP/s, else the H100 assumption."""
+    measured = json.loads(rates_file.read_text(encoding="utf-8")) if rates_file.is_file() else {}
+    if "dry-run" not in measured.get("source", "dry-run"):  # a CPU dry run's figures are never a GPU's
+        where = f"measured by make gpu-check on {measured['device']}, {measured['date']}"
+        if key in measured["img_s"]:
+            return GpuRate(measured["img_s"][key] * flops_per_image, measured["device"], where)
+        if measured.get("flops_per_s"):
+            return GpuRate(measured["flops_per_s"], measured["device"], f"{where}, from the other recipes' FLOP/s")
+    assumed = H100_BF16_FLOPS * H100_ASSUMED_MFU
+    basis = f"assumed: {H100_ASSUMED_MFU:.0%} of an H100's {H100_BF16_FLOPS / 1e12:.0f} TFLOP/s bf16 peak; no GPU rate measured yet"
+    return GpuRate(assumed, "H100", basis)
 
 
 def probe_batch(batch: int, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,16 +79,18 @@ def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, runtime:
     return counter.get_total_flops() / batch
 
 
-def full_recipe_estimate(recipe: Any, flops_per_image: float, images_per_s: float) -> dict[str, float]:
-    """Hours for the spec's full recipe here (at the measured rate) and on an H100 (from its FLOPs)."""
+def full_recipe_estimate(recipe: Any, key: str, flops_per_image: float, images_per_s: float) -> dict[str, Any]:
+    """Hours for the spec's full recipe here (at the measured rate) and on a GPU (see `gpu_rate`)."""
     train_images = recipe.data.train_size
     total_images = recipe.train.epochs * train_images
+    gpu = gpu_rate(key, flops_per_image)
     return {
         "epochs": recipe.train.epochs,
         "train_images": train_images,
         "hours_here": total_images / images_per_s / 3600,
-        "hours_h100": total_images * flops_per_image / (H100_BF16_FLOPS * H100_ASSUMED_MFU) / 3600,
-        "h100_assumed_mfu": H100_ASSUMED_MFU,
+        "hours_gpu": total_images * flops_per_image / gpu.flops_per_s / 3600,
+        "gpu_device": gpu.device,
+        "gpu_basis": gpu.basis,
     }
 
 
@@ -97,11 +127,8 @@ def estimate_line(ctx: RunContext, model: nn.Module, teacher: nn.Module | None, 
     gpu = ""
     if ctx.budget.is_full:
         per_image = step_flops(copy.deepcopy(model).train(), teacher, 4, ctx.runtime)
-        est = full_recipe_estimate(recipe, per_image, train_rate)
-        gpu = (
-            f"; on an H100 it would take about {duration(est['hours_h100'] * 3600)} "
-            f"(bf16, assuming {est['h100_assumed_mfu']:.0%} of its peak)"
-        )
+        est = full_recipe_estimate(recipe, f"{ctx.spec.name}/{ctx.variant.name}", per_image, train_rate)
+        gpu = f"; on an {est['gpu_device']} about {duration(est['hours_gpu'] * 3600)} ({est['gpu_basis']})"
     device = ctx.runtime.device
     return (
         f"estimate: {epochs} epochs x {len(splits.train):,} images at {train_rate:.0f} img/s "

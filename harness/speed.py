@@ -98,7 +98,7 @@ def measure_speed(setup: SpeedSetup) -> dict[str, Any]:
         "matmul_peak_flops": peak,
         "matmul_dtype": str(peak_dtype).removeprefix("torch."),
         "mfu": achieved / peak,
-        "estimate": full_recipe_estimate(setup.recipe, flops_per_image, harness),
+        "estimate": full_recipe_estimate(setup.recipe, f"{setup.spec.name}/{setup.variant}", flops_per_image, harness),
     }
 
 
@@ -248,7 +248,7 @@ def speed_text(result: dict[str, Any]) -> str:
             ),
             (
                 f"full recipe ({est['epochs']} epochs x {est['train_images']:,} images): about {est['hours_here']:.1f} h "
-                f"here, {est['hours_h100']:.2f} h on an H100 (bf16, assuming {est['h100_assumed_mfu']:.0%} of its peak)"
+                f"here, {est['hours_gpu']:.2f} h on an {est['gpu_device']} ({est['gpu_basis']})"
             ),
         ]
     )

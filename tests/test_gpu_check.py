@@ -1,0 +1,78 @@
+"""`make gpu-check`'s script, proved on the CPU: its dry run does every step at tiny budgets and writes its
+JSON, summary and rates; and it unpacks the carried wheels a GPU machine's Python lacks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from harness.cost import gpu_rate
+from tests.conftest import REPO
+
+CHECK = REPO / "tests" / "gpu" / "check.py"
+
+
+def load_check() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gpu_check", CHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_only_the_packages_python_lacks_are_unpacked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = load_check()
+    wheels = tmp_path / "whl"
+    wheels.mkdir()
+    for name, module in (("Gpu_Check_Absent-1.0", "gpu_check_absent"), ("tabulate-0.1", "tabulate")):
+        with zipfile.ZipFile(wheels / f"{name}-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{module}/__init__.py", "CARRIED = True\n")
+    monkeypatch.setattr(check, "CARRIED", {"gpu_check_absent": "gpu_check_absent-", "tabulate": "tabulate-"})
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "")
+    site = tmp_path / "site"
+
+    unpacked = check.unpack_missing(wheels, site)
+
+    assert unpacked == ["Gpu_Check_Absent-1.0-py3-none-any.whl"]  # the name matched whatever its case
+    assert (site / "gpu_check_absent" / "__init__.py").is_file() and not (site / "tabulate").exists()
+    assert sys.path[0] == str(site) and os.environ["PYTHONPATH"].startswith(str(site))
+    assert importlib.util.find_spec("gpu_check_absent") is not None
+
+
+def test_dry_run_does_every_step_and_writes_what_it_measured(jpeg_archive: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = [sys.executable, str(CHECK), "--dry-run", "--data", str(jpeg_archive), "--out", str(out)]
+    argv += ["--wheels", str(tmp_path / "no-wheels")]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    report = json.loads((out / "gpu-check.json").read_text())
+    assert report["dry_run"] and report["machine"]["device"] == "cpu" and report["unpacked_wheels"] == []
+    tests = report["cuda_tests"]
+    assert tests["ok"] and tests.get("passed", 0) == 0 and tests["skipped"] >= 5  # no GPU here: all skip
+    assert report["matmul_peak_tflops_bf16"] > 0
+    [speed] = report["speed"]
+    assert speed["ok"] and speed["harness_img_s"] > 0 and 0 < speed["mfu"] < 1.5
+    assert [(r["spec"], r["variant"]) for r in report["recipes"]] == [
+        ("resnet10", "resnet10-onecycle"),
+        ("resnet443-se", "as-coded"),
+    ]
+    for recipe in report["recipes"]:
+        assert recipe["ok"] and recipe["epochs_done"] == recipe["epochs"] == 1
+        assert recipe["train_img_s"] > 0 and 0 <= recipe["test_acc"] <= 100
+    summary = (out / "gpu-check.txt").read_text()
+    assert "CUDA tests: 0 passed, 0 failed" in summary and "resnet443-se/as-coded: complete, 1/1 epochs" in summary
+
+    rates = out / "gpu-rates.json"
+    assert set(json.loads(rates.read_text())["img_s"]) >= {"resnet10/resnet10-onecycle", "resnet443-se/as-coded"}
+    # a CPU dry run's rates never stand in for a GPU's
+    assert gpu_rate("resnet10/resnet10-onecycle", 2e9, rates).basis.startswith("assumed")

@@ -1,0 +1,130 @@
+"""Every setting CUDA runs take by default, taken on the CPU: one code path, the device a parameter.
+
+runtime.py lists what is truly CUDA-only (a synchronize, the device's name, two process-wide flags);
+everything else a GPU run does differently is a setting of `Runtime`, and each is exercised here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness import context
+from harness.augment import Pipeline
+from harness.events import Silent
+from harness.options import RunOptions
+from harness.runtime import CUDA_ONLY, CUDA_READBACK_EVERY, Runtime
+from harness.source import TrainSource
+from harness.spec import load_spec
+from harness.step import build_optimizer
+from harness.train import run
+from tests.conftest import SPECS_DIR
+
+R10 = load_spec(SPECS_DIR / "resnet10.toml")
+CPU = torch.device("cpu")
+
+
+def test_cuda_defaults_are_settings_and_the_cuda_only_list_is_short() -> None:
+    cuda = Runtime.for_device(torch.device("cuda"), "bf16", channels_last=True)
+    assert (cuda.readback_every, cuda.fused_optimizer, cuda.pin_memory, cuda.cudnn_benchmark) == (10, True, True, True)
+    assert cuda.autocast == torch.bfloat16 and cuda.channels_last
+    cpu = Runtime.for_device(CPU)
+    assert (cpu.readback_every, cpu.fused_optimizer, cpu.pin_memory, cpu.autocast) == (1, False, False, None)
+    assert cpu.but(readback_every=CUDA_READBACK_EVERY, fused_optimizer=True).fused_optimizer
+    assert CUDA_ONLY == ("sync", "device_name", "apply_process_settings")
+    Runtime.for_device(CPU).sync()  # a no-op on the CPU, never an error
+
+
+def _with_runtime(monkeypatch: pytest.MonkeyPatch, **settings: object) -> None:
+    """Runs built from now on use the CPU runtime with these settings (CUDA's, say)."""
+    for_device = Runtime.for_device
+
+    def patched(*args: object, **kwargs: object) -> Runtime:
+        return for_device(*args, **kwargs).but(**settings)
+
+    monkeypatch.setattr(context.Runtime, "for_device", patched)
+
+
+def test_a_nan_is_caught_at_the_next_read_back_every_10_steps(jpeg_archive: Path, tmp_path: Path, monkeypatch) -> None:
+    from harness import step
+
+    _with_runtime(monkeypatch, readback_every=CUDA_READBACK_EVERY)
+    calls = {"n": 0}
+    real = step.training_loss
+
+    def poisoned(*args: object, **kwargs: object) -> torch.Tensor:
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(step, "training_loss", poisoned)
+    options = RunOptions(profile="smoke", epochs=2, subset=1024, data=str(jpeg_archive), device="cpu")
+    record = run(R10, "resnet12-grid", options, tmp_path, Silent())  # 4 steps an epoch at batch 256
+    assert record.status == "diverged" and record.diverged_at["epoch"] == 0
+    assert record.diverged_at["step"] == 3 and record.diverged_at["loss"] == "nan"  # the epoch's last step reads back
+
+
+def test_a_fused_sgd_step_equals_the_unfused_one() -> None:
+    recipe = R10.variant("resnet10-grid").recipe  # SGD, momentum 0.9, weight decay 1e-4
+    torch.manual_seed(0)
+    models = [
+        nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 30 * 30, 10)) for _ in range(2)
+    ]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [build_optimizer(models[0], recipe, fused=False), build_optimizer(models[1], recipe, fused=True)]
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        for model, optimizer in zip(models, optimizers, strict=True):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_bf16_autocast_on_the_cpu_learns_like_fp32(jpeg_archive: Path, tmp_path: Path) -> None:
+    # The band: within 10 points of fp32 after 3 epochs on 2,048 images (about 20% here), both above chance
+    # (10%; 15% is 7 standard errors above it on 2,048 test images).
+    options = RunOptions(profile="smoke", epochs=3, subset=2048, data=str(jpeg_archive), device="cpu")
+    fp32 = run(R10, "resnet12-grid", options, tmp_path, Silent())
+    bf16 = run(R10, "resnet12-grid", dataclasses.replace(options, precision="bf16"), tmp_path, Silent())
+    assert bf16.device["autocast"] == "bfloat16" and fp32.device["autocast"] is None
+    assert min(fp32.test_acc, bf16.test_acc) > 15 and abs(fp32.test_acc - bf16.test_acc) < 10
+
+
+def test_pinned_copies_on_the_cpu_give_the_same_batches() -> None:
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 64)
+    pipeline = Pipeline(R10.variant("resnet12-grid").recipe.augment.train, (0.5,) * 3, (0.25,) * 3)
+    batches = []
+    for pinned in (False, True):
+        source = TrainSource(images, labels, pipeline, "torchvision", Runtime(CPU, pin_memory=pinned))
+        torch.manual_seed(0)  # the per-sample transforms draw from the global generator
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # without an accelerator PyTorch says it pins nothing
+            batches.append(list(source.batches(16, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))))
+    assert len(batches[0]) == len(batches[1]) == 4
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(*batches, strict=True))
+
+
+def test_the_layout_setting_puts_images_and_models_in_channels_last() -> None:
+    runtime = Runtime(CPU, channels_last=True)
+    x = runtime.images(torch.randn(2, 3, 32, 32))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    model = runtime.model(nn.Conv2d(3, 4, 3))
+    assert model.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_process_settings_apply_on_the_cpu() -> None:
+    before = torch.backends.cudnn.benchmark
+    try:
+        Runtime(CPU, cudnn_benchmark=True).apply_process_settings()
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = before

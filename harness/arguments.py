@@ -68,8 +68,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         choices=PROFILES,
-        default="full",
-        help="full: the spec as written; short: a tenth of the epochs; smoke: a small subset, one epoch per phase",
+        help="full: the spec as written; short: a tenth of the epochs; demo: minutes on a laptop, learns visibly; "
+        "smoke: a small subset, one epoch per phase (default: full on a GPU, smoke elsewhere)",
     )
     parser.add_argument("--epochs", type=_epochs, help="override the profile's epochs (schedules are compressed)")
     parser.add_argument("--subset", type=_images, help="train on this many images (validation and test shrink too)")
@@ -121,6 +121,14 @@ def _add_results_options(parser: argparse.ArgumentParser) -> None:
         metavar="PROTOCOL",
         help=f"the common protocol (default: {DEFAULT_SPECS}/common.toml when it exists)",
     )
+
+
+def _add_latency_options(parser: argparse.ArgumentParser) -> None:
+    latency = parser.add_mutually_exclusive_group()
+    latency.add_argument(
+        "--latency", action="store_true", help="time the networks whose latency is not cached yet (minutes on a CPU)"
+    )
+    latency.add_argument("--no-latency", action="store_true", help="no latency at all, not even cached figures")
 
 
 def build_parser(handlers: dict[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
@@ -228,7 +236,8 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     table = commands.add_parser("table", help="the leaderboard of claims against measurements and results")
     _add_results_options(table)
     table.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
-    table.add_argument("--no-latency", action="store_true", help="leave the latency columns empty (no timing)")
+    table.add_argument("--wide", action="store_true", help="every column in the markdown view (CSV and JSON have all)")
+    _add_latency_options(table)
     table.set_defaults(func=handlers["table"])
 
     evaluate = commands.add_parser("eval", help="score a saved model on clean and corrupted test images")
@@ -245,7 +254,7 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     plot.add_argument(
         "--out", type=_output_dir, default=Path("plots"), help="folder for the PNG files (default plots/)"
     )
-    plot.add_argument("--no-latency", action="store_true", help="skip the latency front (no timing)")
+    _add_latency_options(plot)
     plot.set_defaults(func=handlers["plot"])
 
     compare = commands.add_parser("compare", help="Welch's t-test between two entries with 3+ seeds each")

@@ -19,9 +19,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from harness.errors import HarnessError
+from harness.lazy import lazy
+
+torch = lazy("torch")  # loaded on first use: records are written and read without PyTorch
 
 KEEP = 2
 PATTERN = re.compile(r"^epoch-(\d{4,})\.pt$")

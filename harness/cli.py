@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.arguments import DEFAULT_RESULTS, DEFAULT_SPECS, SHIPPED_RESULTS, build_parser, run_options
+from harness.arguments import DEFAULT_SPECS, build_parser, run_options
 from harness.errors import HarnessError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -107,23 +107,37 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    import torch
-
-    from harness.console import note
+    from harness.console import ConsoleEvents
     from harness.measure import measure_rows, render_measure
 
     rounds = None if args.no_latency else args.rounds
-    rows = measure_rows(_load(args.specs), args.variant, rounds, note)
-    print(json.dumps(rows, indent=2) if args.json else render_measure(rows, rounds, torch.get_num_threads()))
+    events = ConsoleEvents(after_s=2.0, messages_on_stderr=True)
+    rows = measure_rows(_load(args.specs), args.variant, rounds, events)
+    print(json.dumps(rows, indent=2) if args.json else render_measure(rows, rounds))
     return EXIT_OK
+
+
+def default_profile(device_type: str) -> str:
+    """Without --profile: the spec's full budget on a GPU; elsewhere smoke, since a forgotten --profile must not
+    start days of CPU training (the line printed says how to ask for the full budget)."""
+    from harness.console import note
+
+    profile = "full" if device_type == "cuda" else "smoke"
+    if profile == "smoke":
+        note(
+            f"no --profile given: smoke budget on {device_type} (--profile demo learns visibly; --profile full runs the spec as written)"
+        )
+    return profile
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.console import ConsoleEvents
+    from harness.runtime import resolve_device
     from harness.spec import load_spec
     from harness.train import run
 
     spec = load_spec(args.spec)  # a protocol file here is an error, not skipped as in globs
+    args.profile = args.profile or default_profile(resolve_device(args.device).type)
     record = run(spec, spec.variant(args.variant).name, run_options(args), args.results, ConsoleEvents(args.quiet))
     return EXIT_OK if record.status == "complete" else EXIT_FAILURE
 
@@ -138,6 +152,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         execute,
         make_executor,
         prepare,
+        run_device_type,
         sweep_table,
     )
 
@@ -155,6 +170,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "time": args.time_limit,
         "retries": args.retries,
     }
+    args.profile = args.profile or default_profile(run_device_type(args.device, args.executor, args.gpus_per_run))
     protocols = ("own", "common") if args.protocol == "both" else (args.protocol,)
     logs = args.logs or args.results / "sweep-logs"
     request = SweepRequest(args.variants, args.seeds, protocols, args.results, args.executor, logs, slurm, pace)
@@ -214,32 +230,37 @@ def cmd_speed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _inputs(args: argparse.Namespace) -> tuple[list[Any], Any, list[Any]]:
-    """The specs, the common protocol (None when there is none) and the records: table, plot, compare."""
-    from harness.record import load_records
-    from harness.spec import is_protocol_file, load_protocol
+def _inputs(args: argparse.Namespace) -> Any:
+    """The specs, the common protocol and the records of table, plot and compare (results.gather)."""
+    from harness.results import gather
 
-    default = [*sorted(Path(DEFAULT_SPECS).glob("*.toml")), *sorted(Path(DEFAULT_SPECS).glob("references/*.toml"))]
-    paths = args.specs or [p for p in default if not is_protocol_file(p)]
-    if not paths:
-        raise UsageError(f"no specs in {DEFAULT_SPECS}/ (run from the project root, or pass --specs)")
-    specs = _load(paths)
-    common_path = args.common or Path(DEFAULT_SPECS) / "common.toml"
-    common = load_protocol(common_path) if args.common or common_path.exists() else None
-    records = []
-    for folder in args.results or [Path(SHIPPED_RESULTS), Path(DEFAULT_RESULTS)]:
-        found, problems = load_records(folder)
-        records += found
-        for problem in problems:
-            print(f"harness: warning: {problem}", file=sys.stderr)
-    return specs, common, records
+    inputs = gather(args.specs, args.results, args.common)
+    for problem in inputs.problems:
+        print(f"harness: warning: {problem}", file=sys.stderr)
+    return inputs
+
+
+def _board(args: argparse.Namespace, inputs: Any) -> list[dict[str, Any]]:
+    """The leaderboard rows, with a progress bar when building them means counting or timing networks."""
+    from harness.console import ConsoleEvents
+    from harness.table import rows
+
+    latency = "none" if args.no_latency else ("measure" if args.latency else "cached")
+    total = sum(len(spec.variants) for spec in inputs.specs)
+    with ConsoleEvents(quiet=False, after_s=2.0).progress(total, "leaderboard") as advance:
+        return rows(inputs.specs, inputs.records, inputs.common, latency, lambda name: advance(1, at=name))
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from harness.table import render, rows
+    from harness.results import leaderboard_frame, to_csv, to_json
+    from harness.table import render
 
-    specs, common, records = _inputs(args)
-    print(render(rows(specs, records, common, latency=not args.no_latency), args.format))
+    board = _board(args, _inputs(args))
+    if args.format == "markdown":
+        print(render(board, wide=args.wide))
+    else:
+        frame = leaderboard_frame(board)
+        print(to_csv(frame) if args.format == "csv" else to_json(frame), end="" if args.format == "csv" else "\n")
     return EXIT_OK
 
 
@@ -253,20 +274,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from harness.console import ConsoleEvents
     from harness.evaluate import evaluate_checkpoint, evaluation_text
 
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions)
+    events = ConsoleEvents(after_s=2.0, messages_on_stderr=True)  # stdout holds the result alone
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions, events)
     print(json.dumps(result, indent=2) if args.json else evaluation_text(args.checkpoint, result))
     return EXIT_OK
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from harness.plot import learning_curves, pareto_plots
-    from harness.table import rows
 
-    specs, common, records = _inputs(args)
-    table = rows(specs, records, common, latency=not args.no_latency)
-    for path in pareto_plots(table, args.out) + learning_curves(records, args.out):
+    inputs = _inputs(args)
+    board = _board(args, inputs)
+    for path in pareto_plots(board, args.out) + learning_curves(inputs.records, args.out):
         print(path)
     return EXIT_OK
 
@@ -275,7 +297,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.compare import compare, compare_text, entry_runs
     from harness.spec import load_protocol
 
-    specs, common, records = _inputs(args)  # no leaderboard: compare needs no sizes, timings or audit
+    inputs = _inputs(args)  # no leaderboard: compare needs no sizes, timings or audit
+    specs, common, records = inputs.specs, inputs.common, inputs.records
     protocol = None
     if args.protocol == "common":  # without a common.toml, load_protocol raises its own clear error
         protocol = common or load_protocol(Path(DEFAULT_SPECS) / "common.toml")

@@ -7,28 +7,38 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 
 from harness.events import Advance
 
 
 class ConsoleEvents:
-    """Messages on stdout; a progress bar per long step on stderr (none with `quiet`)."""
+    """Messages on stdout; progress on stderr: a bar (with rate and ETA) on a terminal, a plain line every
+    `PLAIN_EVERY_S` seconds elsewhere (a log file wants whole lines, not redrawn ones); none with `quiet`.
+    Progress that ends within `after_s` seconds shows nothing."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, after_s: float = 0.0, messages_on_stderr: bool = False) -> None:
         self.quiet = quiet
+        self.after_s = after_s
+        self.messages_on_stderr = messages_on_stderr  # when stdout is the command's result (eval)
 
     def message(self, text: str) -> None:
         from tqdm import tqdm
 
-        tqdm.write(text, file=sys.stdout)
-        sys.stdout.flush()
+        stream = sys.stderr if self.messages_on_stderr else sys.stdout
+        tqdm.write(text, file=stream)
+        stream.flush()
 
     @contextlib.contextmanager
     def progress(self, total: int, description: str) -> Iterator[Advance]:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=description, file=sys.stderr, leave=False, disable=self.quiet, dynamic_ncols=True)
+        if self.quiet or not sys.stderr.isatty():
+            with _plain_progress(total, description, self.after_s, self.quiet) as advance:
+                yield advance
+            return
+        bar = tqdm(total=total, desc=description, file=sys.stderr, leave=False, dynamic_ncols=True, delay=self.after_s)
 
         def advance(n: int, **postfix: str) -> None:
             bar.update(n)
@@ -38,6 +48,32 @@ class ConsoleEvents:
             yield advance
         finally:
             bar.close()
+
+
+PLAIN_EVERY_S = 30.0
+
+
+@contextlib.contextmanager
+def _plain_progress(total: int, description: str, after_s: float, quiet: bool) -> Iterator[Advance]:
+    """`description: 40/100 [00:20<00:30, 2.00it/s] at=...` lines (tqdm's own format), at most every 30 s."""
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    state = {"n": 0, "shown": start + max(after_s, PLAIN_EVERY_S) - PLAIN_EVERY_S}
+
+    def advance(n: int, **postfix: str) -> None:
+        state["n"] += n
+        now = time.monotonic()
+        if not quiet and now - state["shown"] >= PLAIN_EVERY_S:
+            line = tqdm.format_meter(state["n"], total, now - start, prefix=description, postfix=_postfix(postfix))
+            print(line, file=sys.stderr, flush=True)
+            state["shown"] = now
+
+    yield advance
+
+
+def _postfix(values: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
 def note(text: str) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from harness.cache import cache_dir
 from harness.cifar10 import CLASSES, SPLIT_SIZES
 from harness.errors import HarnessError
 
@@ -51,10 +52,6 @@ class Cifar10:
     def label(self) -> str:
         """How results on this data are labelled: never as official CIFAR-10 unless they are."""
         return "cifar10" if self.official else f"{self.source} (not the official CIFAR-10 pixels)"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
 
 
 def load_cifar10(path: str | Path | None = None) -> Cifar10:

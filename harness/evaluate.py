@@ -8,6 +8,7 @@ selection rule's model is tested once (`test_by_rule`), and the spec names which
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from harness import checkpoint
 from harness.augment import Pipeline
 from harness.data import load_cifar10
 from harness.errors import RunError
+from harness.events import Events
 from harness.models import MODELS, build_model
-from harness.robustness import corrupted_accuracy
+from harness.robustness import CORRUPTIONS, SEVERITIES, corrupted_accuracy
 from harness.runtime import Runtime, resolve_device
 from harness.source import TEST_SUBSET_SEED, TrainSource, on_device, subset_of
 from harness.spec import Recipe, as_tuples
@@ -106,9 +108,10 @@ def test_by_rule(
 
 
 def evaluate_checkpoint(
-    path: Path, data: str | None, subset: int | None, device_name: str, corruptions: bool
+    path: Path, data: str | None, subset: int | None, device_name: str, corruptions: bool, events: Events
 ) -> dict[str, Any]:
-    """Clean (and corrupted) test accuracy of the model in a harness checkpoint, without its spec."""
+    """Clean (and corrupted) test accuracy of the model in a harness checkpoint, without its spec; `events`
+    hears first what will be scored and how long that takes here, then the progress."""
     state = checkpoint.load_file(path, verify=False)  # still checked whenever its .sha256 lies beside it
     card = state.get("model_card") or state  # schema 1 checkpoints kept these keys at the top level
     if "model_config" not in card or "normalization" not in card:
@@ -129,15 +132,40 @@ def evaluate_checkpoint(
     def score(batch_images: np.ndarray) -> float:
         return accuracy(model, batch_images, labels, transform, EVAL_BATCH, runtime)
 
+    passes = 1 + (len(CORRUPTIONS) * len(SEVERITIES) if corruptions else 0)
+    events.message(_plan(len(index), passes, _images_per_s(model, images[:EVAL_BATCH], transform, runtime), device))
+    with events.progress(passes * len(index), "eval") as advance:
+        clean = score(images)
+        advance(len(index), at="clean")
+        robust = corrupted_accuracy(score, images, lambda at: advance(len(index), at=at)) if corruptions else None
     return {
         "checkpoint": str(path),
         "spec_hash": card.get("spec_hash"),
         "data_source": cifar.label,
         "data_sha256": cifar.sha256,
         "test_images": len(index),
-        "test_acc": score(images),
-        "robustness": corrupted_accuracy(score, images) if corruptions else None,
+        "test_acc": clean,
+        "robustness": robust,
     }
+
+
+def _images_per_s(model: nn.Module, probe: np.ndarray, transform: Pipeline, runtime: Runtime) -> float:
+    """Scoring rate here, from one timed batch after a warm-up one."""
+    labels = np.zeros(len(probe), dtype=np.int64)
+    accuracy(model, probe, labels, transform, EVAL_BATCH, runtime)
+    start = time.perf_counter()
+    accuracy(model, probe, labels, transform, EVAL_BATCH, runtime)
+    runtime.sync()
+    return len(probe) / max(time.perf_counter() - start, 1e-9)
+
+
+def _plan(images: int, passes: int, rate: float, device: torch.device) -> str:
+    from harness.cost import duration
+
+    what = f"{images:,} test images" + (
+        f", clean and under {len(CORRUPTIONS)} corruptions x {len(SEVERITIES)} severities" if passes > 1 else ""
+    )
+    return f"scoring {what}: {passes * images:,} images at about {rate:.0f} img/s on {device.type}, about {duration(passes * images / rate)}"
 
 
 def _rebuild(path: Path, config: dict[str, Any], weights: dict[str, Any]) -> nn.Module:

@@ -10,19 +10,25 @@ the CPUs is marked busy, shown as such and not cached.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from harness.models import build_model
-from harness.runtime import Runtime, device_name
+from harness.cache import read_table, store_in_table
+from harness.lazy import lazy
 from harness.schema import Section
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from harness.runtime import Runtime
+
+torch = lazy("torch")  # loaded only to time: the leaderboard reads cached timings without it
+TIMINGS = "timings.json"
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ def time_model(
     model: nn.Module, runtime: Runtime, rounds_b1: int = 50, rounds_b256: int = 3, warmup: int = 5
 ) -> Timing:
     """Latency at batch 1 (median, p90) and throughput at batch 256, eval mode, inference only."""
+    from harness.runtime import device_name
+
     model = runtime.model(model).eval()
     device = runtime.device
     x1 = runtime.images(torch.randn(1, 3, 32, 32))
@@ -113,48 +121,72 @@ def time_model(
 def timing_runtimes() -> list[Runtime]:
     """What latency is measured on: the CPU, and the GPU where CUDA is present; fp32, NCHW (the
     layout and precision of the reports' own code)."""
+    from harness.runtime import Runtime
+
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     return [Runtime(device) for device in devices]
-
-
-def _timings_file() -> Path:
-    from harness.data import cache_dir
-
-    return cache_dir() / "timings.json"
-
-
-def _read_timings() -> dict[str, Any]:
-    try:
-        return json.loads(_timings_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def cached_timing(model_cfg: Section, runtime: Runtime) -> Timing:
     """A batch-1 timing from the on-disk cache (same model, device, threads, torch, precision and layout),
     else measured now and stored. The cache lives at $HARNESS_CACHE/timings.json; `harness measure`
     refreshes it."""
-    entry = _read_timings().get(_timing_key(model_cfg, runtime))
+    entry = read_table(TIMINGS).get(_timing_key(model_cfg, runtime))
     if entry is not None:
-        return Timing(**{k: v for k, v in entry.items() if k in Timing.__dataclass_fields__})
+        return _timing(entry)
+    from harness.models import build_model
+
     torch.manual_seed(0)
     timing = time_model(build_model(model_cfg), runtime, rounds_b1=20, rounds_b256=0)
     store_timing(model_cfg, runtime, timing)
     return timing
 
 
+def stored_timings(model_cfg: Section) -> dict[str, Timing]:
+    """The latest cached fp32, NCHW timing of this model per device type ("cpu", "cuda"), taken with the
+    installed PyTorch on this machine; read without loading PyTorch."""
+    from harness.runtime import cpu_name
+
+    model, version = _model_key(model_cfg), importlib.metadata.version("torch")
+    found: dict[str, dict] = {}
+    for entry in read_table(TIMINGS).values():
+        kind = entry.get("device_type")
+        if entry.get("model") != model or entry.get("torch") != version or kind is None:
+            continue
+        if entry.get("precision") != "fp32" or entry.get("channels_last") or entry.get("machine") != cpu_name():
+            continue
+        if kind not in found or entry["measured_at"] > found[kind]["measured_at"]:
+            found[kind] = entry
+    return {kind: _timing(entry) for kind, entry in found.items()}
+
+
 def store_timing(model_cfg: Section, runtime: Runtime, timing: Timing) -> None:
     """Cache a timing, unless it was taken on a busy machine (the next table measures again)."""
-    from harness.checkpoint import atomic_write_json
+    from harness.runtime import cpu_name
 
     if timing.busy:
         return
-    cache = _read_timings()
-    cache[_timing_key(model_cfg, runtime)] = asdict(timing)
-    atomic_write_json(_timings_file(), cache)
+    labels = {
+        "model": _model_key(model_cfg),
+        "device_type": runtime.device.type,
+        "machine": cpu_name(),  # the host's CPU: a cache copied to another machine does not match it
+        "torch": importlib.metadata.version("torch"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    store_in_table(TIMINGS, _timing_key(model_cfg, runtime), {**asdict(timing), **labels})
+
+
+def _timing(entry: dict) -> Timing:
+    return Timing(**{k: v for k, v in entry.items() if k in Timing.__dataclass_fields__})
+
+
+def _model_key(model_cfg: Section) -> str:
+    return hashlib.sha256(json.dumps(model_cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _timing_key(model_cfg: Section, runtime: Runtime) -> str:
+    from harness.runtime import device_name
+
     text = json.dumps(model_cfg.model_dump(mode="json"), sort_keys=True)
     settings = f"{device_name(runtime.device)}|{torch.get_num_threads()}|{torch.__version__}"
     ident = f"{text}|{settings}|{runtime.precision}|{'channels_last' if runtime.channels_last else 'nchw'}"

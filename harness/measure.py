@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from tabulate import tabulate
 
+from harness.events import Events
 from harness.latency import store_timing, time_model, timing_dict, timing_runtimes
-from harness.models import build_model
-from harness.runtime import device_name
 from harness.size import size_of
 from harness.spec import Spec
 
@@ -37,40 +35,46 @@ def budget_cell(row: dict[str, Any]) -> str:
     return "yes" if row["within_budget"] else ("NO" if row["role"] == "model" else f"no ({row['role']})")
 
 
-def measure_rows(
-    specs: list[Spec], variant: str | None, rounds: int | None, note: Callable[[str], None]
-) -> list[dict[str, Any]]:
+def measure_rows(specs: list[Spec], variant: str | None, rounds: int | None, events: Events) -> list[dict[str, Any]]:
     """One row per variant (or only `variant`); latency timed with `rounds` batch-1 calls, none when None.
 
-    Each network is timed once, whichever variants share it; `note` hears what is being timed.
+    Each network is timed once, whichever variants share it; `events` shows the progress.
     """
     entries = [(s, s.variant(variant).name) for s in specs] if variant else [(s, n) for s in specs for n in s.variants]
-    runtimes = timing_runtimes()
+    runtimes = timing_runtimes() if rounds is not None else []
     timings: dict[tuple[Any, str], Any] = {}
     rows = []
-    for spec, name in entries:
-        model_cfg = spec.variants[name].recipe.model
-        row: dict[str, Any] = {"report": spec.name, "report_id": spec.report.id, "variant": name}
-        row.update(size_columns(spec, name))
-        row["flops"] = 2 * row["macs"]
-        for runtime in runtimes:
-            key = (model_cfg, runtime.device.type)
-            if rounds is not None and key not in timings:
-                note(f"timing {spec.name}/{name} on {device_name(runtime.device)} ...")
-                timings[key] = time_model(build_model(model_cfg), runtime, rounds_b1=rounds)
-                store_timing(model_cfg, runtime, timings[key])
-                if timings[key].busy:
-                    note(
-                        f"warning: other processes used {timings[key].other_cpu_use:.0%} of the CPUs while "
-                        f"{spec.name}/{name} was timed: its latency is inflated and was not cached"
-                    )
-            row.update(timing_dict(timings.get(key), runtime.device.type))
-        row["latency_ms_b1"] = row["cpu_latency_ms_b1"]
-        rows.append(row)
+    with events.progress(len(entries), "measure") as advance:
+        for spec, name in entries:
+            model_cfg = spec.variants[name].recipe.model
+            row: dict[str, Any] = {"report": spec.name, "report_id": spec.report.id, "variant": name}
+            row.update(size_columns(spec, name))
+            row["flops"] = 2 * row["macs"]
+            for runtime in runtimes:
+                key = (model_cfg, runtime.device.type)
+                if key not in timings:
+                    timings[key] = _timed(model_cfg, runtime, rounds or 0, f"{spec.name}/{name}", events)
+                row.update(timing_dict(timings[key], runtime.device.type))
+            row["latency_ms_b1"] = row.get("cpu_latency_ms_b1")
+            rows.append(row)
+            advance(1, at=f"{spec.name}/{name}")
     return rows
 
 
-def render_measure(rows: list[dict[str, Any]], rounds: int | None, threads: int) -> str:
+def _timed(model_cfg: Any, runtime: Any, rounds: int, name: str, events: Events) -> Any:
+    from harness.models import build_model
+
+    timing = time_model(build_model(model_cfg), runtime, rounds_b1=rounds)
+    store_timing(model_cfg, runtime, timing)
+    if timing.busy:
+        events.message(
+            f"warning: other processes used {timing.other_cpu_use:.0%} of the CPUs while {name} was timed: "
+            "its latency is inflated and was not cached"
+        )
+    return timing
+
+
+def render_measure(rows: list[dict[str, Any]], rounds: int | None) -> str:
     """The rows as a markdown table, with the measurement conventions below it."""
     gpu = any(row.get("cuda_latency_ms_b1") is not None for row in rows)
     headers = ["report", "variant", "params", "claimed", "match", "MACs (M)", "FLOPs (G) = 2 x MACs", "<= budget"]
@@ -105,6 +109,6 @@ def render_measure(rows: list[dict[str, Any]], rounds: int | None, threads: int)
     if rounds is not None:
         text += (
             f"\nLatency: eval-mode forward, inference_mode, fp32, NCHW, after warm-up; {rounds} batch-1 calls; "
-            f"CPU threads: {threads}."
+            f"CPU threads: {rows[0]['cpu_threads'] if rows else '-'}."
         )
     return text

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
-from torch.optim.lr_scheduler import LRScheduler
 
+from harness.lazy import lazy
 from harness.registry import Registry
 from harness.schema import Section
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.optim.lr_scheduler import LRScheduler
+
+torch = lazy("torch")  # loaded on first use: specs name and check these without PyTorch
 
 OPTIMIZERS: Registry[type[Section]] = Registry("optimizer")
 SCHEDULES: Registry[type[Section]] = Registry("schedule")

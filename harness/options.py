@@ -13,6 +13,7 @@ from harness import checkpoint
 from harness.budget import Budget, Profile
 from harness.errors import RunError
 from harness.identity import Identity
+from harness.runtime import cpu_has_bf16_units
 from harness.spec import TEST_SELECTION, Recipe, Spec, Variant
 
 
@@ -39,12 +40,13 @@ class RunOptions:
     robustness: bool | None = None  # corrupted-test accuracy; None: only for full budgets
 
 
-def resolve_precision(recipe: Recipe, device_type: str, requested: str = "auto") -> str:
-    """fp32 or bf16. auto: bf16 autocast on CUDA unless the spec forbids it, fp32 elsewhere; bf16 or fp32
-    force it (bf16 on the CPU uses its AVX-512 BF16 / AMX units)."""
-    if requested == "auto":
-        return "bf16" if device_type == "cuda" and recipe.train.allow_bf16 else "fp32"
-    return requested
+def resolve_precision(recipe: Recipe, device_type: str, requested: str = "auto", profile: str = "full") -> str:
+    """fp32 or bf16. auto: bf16 autocast on CUDA, and for a demo on a CPU with bf16 units (AVX-512 BF16,
+    AMX), unless the spec forbids it; fp32 elsewhere. bf16 or fp32 force it."""
+    if requested != "auto":
+        return requested
+    fast = device_type == "cuda" or (device_type == "cpu" and profile == "demo" and cpu_has_bf16_units())
+    return "bf16" if fast and recipe.train.allow_bf16 else "fp32"
 
 
 def resolve_layout(recipe: Recipe, device_type: str, requested: str = "auto") -> bool:
@@ -94,7 +96,7 @@ def identify(
         train_images=budget.train_images,
         data_sha256=data_sha256,
         device_type=device_type,
-        precision=resolve_precision(recipe, device_type, options.precision),
+        precision=resolve_precision(recipe, device_type, options.precision, budget.profile),
         channels_last=resolve_layout(recipe, device_type, options.channels_last),
         augment=augment,
         workers=options.workers if augment == "torchvision" else 0,

@@ -80,11 +80,18 @@ def corrupt(images: np.ndarray, name: str, severity: int) -> np.ndarray:
     return CORRUPTIONS[name](images, PARAMETERS[name][severity - 1], seed)
 
 
-def corrupted_accuracy(evaluate: Callable[[np.ndarray], float], images: np.ndarray) -> dict[str, object]:
-    """Accuracy (%) for every corruption and severity, and their mean (`evaluate` scores uint8 images)."""
+def corrupted_accuracy(
+    evaluate: Callable[[np.ndarray], float], images: np.ndarray, done: Callable[[str], None] | None = None
+) -> dict[str, object]:
+    """Accuracy (%) for every corruption and severity, and their mean (`evaluate` scores uint8 images;
+    `done` hears each `name/severity` as it is scored)."""
     table: dict[str, dict[str, float]] = {}
     for name in CORRUPTIONS:
-        table[name] = {str(s): evaluate(corrupt(images, name, s)) for s in SEVERITIES}
+        table[name] = {}
+        for severity in SEVERITIES:
+            table[name][str(severity)] = evaluate(corrupt(images, name, severity))
+            if done is not None:
+                done(f"{name}/{severity}")
     values = [acc for by_severity in table.values() for acc in by_severity.values()]
     parameters = {name: list(values) for name, values in PARAMETERS.items()}
     return {"per_corruption": table, "mean": sum(values) / len(values), "parameters": parameters}

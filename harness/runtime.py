@@ -17,12 +17,15 @@ import os
 import platform
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import RunError
+from harness.lazy import lazy
+
+if TYPE_CHECKING:
+    from torch import nn
+
+torch = lazy("torch")  # loaded on first use: the CPU's name is read without it
 
 CUDA_ONLY = ("sync", "device_name", "apply_process_settings")  # see the module docstring
 CUDA_READBACK_EVERY = 10  # steps between loss read-backs on CUDA: the GPU never waits for the host
@@ -116,6 +119,12 @@ class Runtime:
             torch.cuda.synchronize(self.device)
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, and slower."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private: absent on some builds
+    return bool(probe and probe())
+
+
 def sync(device: torch.device) -> None:
     """`Runtime.sync` for a bare device."""
     Runtime(device).sync()
@@ -124,11 +133,11 @@ def sync(device: torch.device) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return _cpu_name()
+    return cpu_name()
 
 
 @lru_cache(maxsize=1)
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:

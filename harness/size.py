@@ -9,20 +9,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from harness.models import build_model, count_params
+from harness.cache import read_table, store_in_table
+from harness.lazy import lazy
 from harness.schema import Section
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)  # fvcore imports deprecated torch.jit helpers
-    from fvcore.nn import FlopCountAnalysis
+if TYPE_CHECKING:
+    from torch import nn
+
+torch = lazy("torch")  # loaded only to count: the leaderboard reads counts from the cache without it
 
 # fvcore's default handles that count something other than multiply-accumulates.
 _NOT_MACS = (
@@ -52,6 +54,8 @@ def fvcore_macs(model: nn.Module, input_size: int = 32) -> int:
     model = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # jit tracer and deprecation warnings, not problems of the count
+        from fvcore.nn import FlopCountAnalysis
+
         analysis = FlopCountAnalysis(model, _example(model, input_size))
         analysis.set_op_handle(**{op: _zero for op in _NOT_MACS})
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
@@ -60,6 +64,8 @@ def fvcore_macs(model: nn.Module, input_size: int = 32) -> int:
 
 def flop_counter_macs(model: nn.Module, input_size: int = 32) -> int:
     """MACs of one image from PyTorch's own FLOP counter (which counts 2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     model = model.eval()
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(_example(model, input_size))
@@ -77,9 +83,28 @@ class Size:
         return 2 * self.macs
 
 
+# Counts depend on the builder's code as well as on the config: the cache key holds both.
+SIZES = "sizes.json"
+COUNTED_BY = sorted((Path(__file__).parent / "models").glob("*.py")) + [Path(__file__)]
+
+
 @lru_cache(maxsize=64)
 def size_of(model_cfg: Section) -> Size:
-    """Parameters and MACs of a `[model]` section (cached: many variants share one network)."""
+    """Parameters and MACs of a `[model]` section: from $HARNESS_CACHE/sizes.json when this config was
+    counted by this code before, else counted now (and stored)."""
+    key = _size_key(model_cfg)
+    cached = read_table(SIZES).get(key)
+    if cached is not None:
+        return Size(**cached)
+    size = count_size(model_cfg)
+    store_in_table(SIZES, key, asdict(size))
+    return size
+
+
+def count_size(model_cfg: Section) -> Size:
+    """Build the network and count it with both counters, which must agree."""
+    from harness.models import build_model, count_params
+
     torch.manual_seed(0)
     model = build_model(model_cfg)
     input_size = getattr(model_cfg, "input_size", 32)
@@ -89,3 +114,13 @@ def size_of(model_cfg: Section) -> Size:
             f"MAC counters disagree: fvcore {size.macs:,} vs torch.utils.flop_counter {size.macs_flop_counter:,}"
         )
     return size
+
+
+@lru_cache(maxsize=1)
+def _code_hash() -> str:
+    return hashlib.sha256(b"".join(path.read_bytes() for path in COUNTED_BY)).hexdigest()
+
+
+def _size_key(model_cfg: Section) -> str:
+    text = json.dumps(model_cfg.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(f"{text}|{_code_hash()}".encode()).hexdigest()[:20]

@@ -6,7 +6,9 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from scipy import stats as scipy_stats
+from harness.lazy import lazy
+
+scipy_stats = lazy("scipy.stats")  # loaded only for a confidence interval or a test: a second of import
 
 SINGLE_SEED_TOLERANCE = 0.5  # percentage points: the band around a claim that one seed is judged by
 

@@ -33,7 +33,7 @@ from harness.models import build_model
 from harness.options import RunOptions, given_teacher
 from harness.outcome import Tested, Trained, make_record
 from harness.record import Record, find_record, write_record
-from harness.robustness import corrupted_accuracy
+from harness.robustness import CORRUPTIONS, SEVERITIES, corrupted_accuracy
 from harness.source import TrainSource
 from harness.spec import Spec
 from harness.step import TrainStep, build_optimizer, phase_at, seed_epoch
@@ -197,8 +197,12 @@ def select_and_test(ctx: RunContext, model: nn.Module, trained: Trained, events:
     checkpoint.save_file(ctx.checkpoint_dir / "final.pt", final)
     robustness = None
     if ctx.identity.robustness:
-        events.message(f"scoring {len(images):,} test images under 5 corruptions x 3 severities")
-        robustness = corrupted_accuracy(score, images)
+        passes = len(CORRUPTIONS) * len(SEVERITIES)
+        events.message(
+            f"scoring {len(images):,} test images under {len(CORRUPTIONS)} corruptions x {len(SEVERITIES)} severities"
+        )
+        with events.progress(passes * len(images), "corruptions") as advance:
+            robustness = corrupted_accuracy(score, images, lambda at: advance(len(images), at=at))
     return Tested(by_rule[SELECT_RULE[ctx.recipe.eval.select]], by_rule, selected, robustness)
 
 

@@ -16,7 +16,7 @@ from harness.record import Record
 from harness.spec import TEST_SELECTION, Claim
 from harness.stats import Summary, judge
 
-PROFILE_RANK = {"full": 0, "short": 1, "smoke": 2}
+PROFILE_RANK = {"full": 0, "short": 1, "demo": 2, "smoke": 3}
 RULE_FIGURE = {  # a claim's selection -> the figure of test_acc_by_rule made by the same rule
     "last-epoch": "last-epoch",
     "best-val": "best-val",

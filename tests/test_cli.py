@@ -103,10 +103,13 @@ def test_table_renders_every_report_without_results(capsys, tmp_path: Path, monk
     monkeypatch.chdir(REPO)
     code, out, _ = run(capsys, "table", "--results", str(tmp_path / "none"))
     assert code == 0
+    reports, references = out.split("## Reference networks (not among the five reports)")
     for name in ("dmsresnet", "resnet443-se", "se-resnet3343", "resnet10", "resnet4323-se"):
-        assert f"| {name} " in out
+        assert f"### {name} (" in reports
+    assert "### wrn-16-4 (" in references and "### preact-resnet18 (" in references
+    code, out, _ = run(capsys, "table", "--results", str(tmp_path / "none"), "--wide")
     assert "96.14% (abstract; table 1 (Validation Acc.); results text; cifar10-test; last-epoch)" in out
-    reports, references = out.split("### Reference networks (not among the five reports)")
+    reports, references = out.split("## Reference networks (not among the five reports)")
     assert "| wrn-16-4 " in references and "| preact-resnet18 " in references and "| wrn-16-4 " not in reports
 
     code, out, _ = run(capsys, "table", "--results", str(tmp_path), "--format", "json")

@@ -122,15 +122,47 @@ def test_verdicts_statistics_and_the_common_column(capsys, results: Path) -> Non
         } <= set(row)
 
 
-def test_markdown_and_csv(capsys, results: Path) -> None:
+def test_the_compact_view_fits_120_columns_and_holds_only_full_budget_runs_against_claims(
+    capsys, results: Path
+) -> None:
     assert main(["table", "--results", str(results), "--no-latency"]) == 0
     out = capsys.readouterr().out
-    assert "96.10 ± 0.10 (n=3)" in out and "reproduced" in out and "TVIC" in out
-    assert "Flags: T = test-selection:" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert "### dmsresnet (000): DMSResNet" in out and "### resnet10 (003)" in out  # grouped by report
+    table_rows = [row.split("|") for row in out.splitlines() if row.startswith("| ")]
+    dms = next(cells for cells in table_rows if cells[1].strip() == "as-coded *")  # dmsresnet's; * the headline
+    assert [c.strip() for c in dms[2:6]] == ["96.14 A/t/L", "96.10±0.10 (3)", "-0.04", "reproduced"]
+    short = next(cells for cells in table_rows if "80.00" in cells[3])
+    assert short[4].strip() == "" and short[5].strip() == "below budget" and short[9].strip() == "short"
+    assert "Flags: T = test-selection:" in out and "where: A abstract" in out
+
+
+def test_wide_csv_and_json_carry_every_column(capsys, results: Path) -> None:
+    assert main(["table", "--results", str(results), "--no-latency", "--wide"]) == 0
+    out = capsys.readouterr().out
+    assert "96.10 ± 0.10 (n=3)" in out and "reproduced" in out and "TVIC" in out and "common recipe acc %" in out
     assert main(["table", "--results", str(results), "--no-latency", "--format", "csv"]) == 0
     parsed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     row = next(r for r in parsed if (r["report"], r["variant"]) == ("dmsresnet", "as-coded"))
-    assert row["verdict"] == "reproduced" and "96.14% (abstract/" in row["claims"]
+    assert row["verdict"] == "reproduced" and "96.14% (abstract/" in row["claims"] and row["n_seeds"] == "3"
+    short = next(r for r in parsed if (r["report"], r["variant"]) == ("se-resnet3343", "as-coded"))
+    assert short["test_acc_mean"] == "80.0" and short["delta"] == short["delta_clean"] == short["ci95"] == ""
+    rows = table(capsys, results)
+    assert set(parsed[0]) == set(rows[0]) and len(parsed) == len(rows)  # one frame behind both exports
+
+
+def test_load_results_gives_the_leaderboard_and_the_records_as_dataframes(results: Path) -> None:
+    import pandas as pd
+
+    import harness
+
+    board = harness.load_results([results], latency="none")
+    assert isinstance(board, pd.DataFrame)
+    dms = board[(board.report == "dmsresnet") & (board.variant == "as-coded")].iloc[0]
+    assert dms.n_seeds == 3 and dms.verdict == "reproduced" and dms.test_acc_mean == pytest.approx(96.1)
+    runs = harness.load_results([results], records=True)
+    assert len(runs) == 12 and set(runs.origin) == {str(results)}
+    assert sorted(runs[runs.report == "dmsresnet"].test_acc) == [95.0, 95.2, 95.4, 96.0, 96.1, 96.2]
 
 
 def _networks(report: str) -> int:
@@ -149,16 +181,20 @@ def test_latency_columns_are_measured_once_and_cached(capsys, results: Path, mon
         return Timing("cpu", 2, 3.0 + len(calls), 4.0, None, 20, 0)
 
     monkeypatch.setattr("harness.latency.time_model", fake_timing)
-    args = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1])]
+    plain = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1])]
+    assert main(plain) == 0  # without --latency nothing is timed, and nothing is cached yet
+    assert not calls and all(r["cpu_latency_ms_b1"] is None for r in json.loads(capsys.readouterr().out))
+    args = [*plain, "--latency"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     networks = _networks("se-resnet3343")
     assert len(calls) == networks and all(r["cpu_latency_ms_b1"] > 0 for r in first)
-    assert main(args) == 0  # the second table reads every figure from the cache
-    assert len(calls) == networks
-    assert [r["cpu_latency_ms_b1"] for r in json.loads(capsys.readouterr().out)] == [
-        r["cpu_latency_ms_b1"] for r in first
-    ]
+    for again in (args, plain):  # then every table reads every figure from the cache, asked or not
+        assert main(again) == 0
+        assert len(calls) == networks
+        assert [r["cpu_latency_ms_b1"] for r in json.loads(capsys.readouterr().out)] == [
+            r["cpu_latency_ms_b1"] for r in first
+        ]
 
 
 def test_a_busy_timing_is_never_cached(capsys, results: Path, monkeypatch, tmp_path: Path) -> None:
@@ -172,7 +208,7 @@ def test_a_busy_timing_is_never_cached(capsys, results: Path, monkeypatch, tmp_p
         return Timing("cpu", 2, 50.0, 60.0, None, 20, 0, other_cpu_use=0.8, busy=True)
 
     monkeypatch.setattr("harness.latency.time_model", busy_timing)
-    args = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1])]
+    args = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1]), "--latency"]
     assert main(args) == 0 and main(args) == 0
     assert len(calls) == 2 * _networks("se-resnet3343")  # timed again each time: a busy figure is not kept
 
@@ -235,7 +271,7 @@ def test_a_latency_timed_on_a_busy_machine_is_marked(monkeypatch) -> None:
 
     busy = Timing("cpu", 2, 50.0, 60.0, None, 20, 0, other_cpu_use=0.8, busy=True)
     monkeypatch.setattr(leaderboard, "cached_timing", lambda cfg, runtime: busy)
-    text = leaderboard.render(leaderboard.rows([SPECS["resnet10"]], []), "markdown")
+    text = leaderboard.render(leaderboard.rows([SPECS["resnet10"]], [], latency="measure"), wide=True)
     import re
 
     assert (
@@ -260,7 +296,7 @@ def test_a_claim_chosen_on_the_test_curve_is_judged_under_its_own_rule(capsys, t
     assert row["rule_acc_mean"] == pytest.approx(97.0) and row["delta"] == pytest.approx(0.0)
     assert row["test_acc_mean"] == pytest.approx(93.9533, abs=1e-3)
     assert row["delta_clean"] == pytest.approx(93.9533 - 97.0, abs=1e-3)
-    assert main(["table", "--results", str(tmp_path), "--no-latency"]) == 0
+    assert main(["table", "--results", str(tmp_path), "--no-latency", "--wide"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "| resnet4323-se | as-coded" in x)
     assert "97.00 ± 0.10 (n=3)" in line and "93.95 ± 0.15 (n=3)" in line and "-3.05" in line
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from harness.models import build_model, count_params
 from harness.models.blocks import Dropout
-from harness.models.resnet import CifarResNetConfig
+from harness.models.config import CifarResNetConfig
 from harness.size import size_of
 from harness.spec import load_spec
 from tests.conftest import SPECS_DIR

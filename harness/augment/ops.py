@@ -8,19 +8,25 @@ reports' code applies; `batched(x, gen)` applies the same distribution to a whol
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
-import torchvision.transforms.v2 as T
 from pydantic import Field
-from torch import nn
 
-from harness.augment import kernels
+from harness.lazy import lazy
 from harness.registry import Registry
 from harness.schema import Section
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    Batch = torch.Tensor  # uint8 N x C x H x W (float in [0, 1] for needs_float ops)
+
+# loaded on first use: a spec names and checks its ops without PyTorch
+T = lazy("torchvision.transforms.v2")
+kernels = lazy("harness.augment.kernels")
+
 OPS: Registry[type[Op]] = Registry("augment op")
-Batch = torch.Tensor  # uint8 N x C x H x W (float in [0, 1] for needs_float ops)
 
 
 class Op(Section):

@@ -10,11 +10,15 @@ and the test transform (a pipeline with no ops) all take it from `Pipeline`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-import torchvision.transforms.v2 as T
+from harness.lazy import lazy
 
-from harness.augment.ops import Batch, Op
+if TYPE_CHECKING:
+    from harness.augment.ops import Batch, Op
+
+torch = lazy("torch")  # loaded on first use: a spec checks its pipeline without PyTorch
+T = lazy("torchvision.transforms.v2")
 
 
 class Pipeline:

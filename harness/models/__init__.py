@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from harness.models.resnet import CifarResNet, CifarResNetConfig
+from harness.models.config import CifarResNetConfig
 from harness.registry import Registry
 from harness.schema import Section
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     config: type[Section]
-    build: Callable[[Section], nn.Module]
+    builder: str  # "module:class", imported only to build: specs are read without PyTorch
+
+    def build(self, cfg: Section) -> nn.Module:
+        module, name = self.builder.split(":")
+        return getattr(importlib.import_module(module), name)(cfg)
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
-MODELS.register("cifar_resnet")(ModelEntry(CifarResNetConfig, CifarResNet))  # type: ignore[arg-type]
+MODELS.register("cifar_resnet")(ModelEntry(CifarResNetConfig, "harness.models.resnet:CifarResNet"))
 
 
 def build_model(cfg: Section) -> nn.Module:
@@ -39,6 +45,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     only ever runs forward, so its BatchNorms are fixed affine maps. Each block names the pairs where the
     BN follows the conv (`FOLDABLE`): in a pre-activation block most BNs come before their conv.
     """
+    from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for module in model.modules():

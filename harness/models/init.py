@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from torch import nn
-
+from harness.lazy import lazy
 from harness.registry import Registry
 
-Init = Callable[[nn.Module], None]
+if TYPE_CHECKING:
+    from torch import nn
+else:
+    nn = lazy("torch.nn")  # loaded on first use: specs name their init scheme without PyTorch
+
+Init = Callable[["nn.Module"], None]
 INITS: Registry[Init] = Registry("init scheme")
 
 

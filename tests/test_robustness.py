@@ -64,7 +64,9 @@ def test_eval_command_on_a_saved_model(jpeg_archive: Path, tmp_path: Path, capsy
     assert out["test_acc"] == pytest.approx(record.test_acc)  # the same images, the same model
     assert set(out["robustness"]["per_corruption"]) == set(CORRUPTIONS)
     images = record.budget["test_images"]
-    plan = f"scoring {images:,} test images, clean and under 5 corruptions x 3 severities: {16 * images:,} images at about"
+    plan = (
+        f"scoring {images:,} test images, clean and under 5 corruptions x 3 severities: {16 * images:,} images at about"
+    )
     assert captured.err.startswith(plan)  # said up front, on stderr, with the time it will take here
     assert all(len(v) == 3 for v in out["robustness"]["per_corruption"].values())
     assert main(["eval", str(tmp_path / "missing.pt")]) == 2

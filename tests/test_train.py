@@ -103,7 +103,12 @@ def test_every_variant_runs_what_its_spec_says_and_records_it(
     assert (record.params, record.macs) == (size_of(expected.model).params, size_of(expected.model).macs)
     assert [h["epoch"] for h in record.history] == list(range(record.budget["epochs"]))
     rescored = evaluate_checkpoint(
-        Path(record.checkpoint_dir) / "final.pt", str(jpeg_archive), record.budget["test_images"], "cpu", False, Silent()
+        Path(record.checkpoint_dir) / "final.pt",
+        str(jpeg_archive),
+        record.budget["test_images"],
+        "cpu",
+        False,
+        Silent(),
     )
     one_image = 100 / record.budget["test_images"]  # another layout's float rounding may flip a near tie
     assert rescored["test_acc"] == pytest.approx(record.test_acc, abs=one_image + 1e-9)

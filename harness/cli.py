@@ -117,17 +117,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def default_profile(device_type: str) -> str:
+def default_profile(device_type: str) -> tuple[str, str]:
     """Without --profile: the spec's full budget on a GPU; elsewhere smoke, since a forgotten --profile must not
-    start days of CPU training (the line printed says how to ask for the full budget)."""
-    from harness.console import note
-
-    profile = "full" if device_type == "cuda" else "smoke"
-    if profile == "smoke":
-        note(
-            f"no --profile given: smoke budget on {device_type} (--profile demo learns visibly; --profile full runs the spec as written)"
-        )
-    return profile
+    start days of CPU training. Returns the profile and the note that says so (printed once the work starts)."""
+    if device_type == "cuda":
+        return "full", ""
+    return "smoke", (
+        f"no --profile given: smoke budget on {device_type} "
+        "(--profile demo learns visibly; --profile full runs the spec as written)"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -137,8 +135,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.train import run
 
     spec = load_spec(args.spec)  # a protocol file here is an error, not skipped as in globs
-    args.profile = args.profile or default_profile(resolve_device(args.device).type)
-    record = run(spec, spec.variant(args.variant).name, run_options(args), args.results, ConsoleEvents(args.quiet))
+    defaulted = ""
+    if args.profile is None:
+        args.profile, defaulted = default_profile(resolve_device(args.device).type)
+    events = ConsoleEvents(args.quiet, preface=defaulted)
+    record = run(spec, spec.variant(args.variant).name, run_options(args), args.results, events)
     return EXIT_OK if record.status == "complete" else EXIT_FAILURE
 
 
@@ -170,11 +171,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "time": args.time_limit,
         "retries": args.retries,
     }
-    args.profile = args.profile or default_profile(run_device_type(args.device, args.executor, args.gpus_per_run))
+    defaulted = ""
+    if args.profile is None:
+        args.profile, defaulted = default_profile(run_device_type(args.device, args.executor, args.gpus_per_run))
     protocols = ("own", "common") if args.protocol == "both" else (args.protocol,)
     logs = args.logs or args.results / "sweep-logs"
     request = SweepRequest(args.variants, args.seeds, protocols, args.results, args.executor, logs, slurm, pace)
     tasks, done = prepare(specs, request, run_options(args, resume=True, protocol="own"))
+    if defaulted:
+        note(defaulted)
     note(
         f"sweep: {len(tasks)} runs ({len(done)} already complete), {args.executor} executor, {args.parallel} at a time; job logs in {logs}"
     )

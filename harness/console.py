@@ -18,13 +18,20 @@ class ConsoleEvents:
     `PLAIN_EVERY_S` seconds elsewhere (a log file wants whole lines, not redrawn ones); none with `quiet`.
     Progress that ends within `after_s` seconds shows nothing."""
 
-    def __init__(self, quiet: bool = False, after_s: float = 0.0, messages_on_stderr: bool = False) -> None:
+    def __init__(
+        self, quiet: bool = False, after_s: float = 0.0, messages_on_stderr: bool = False, preface: str = ""
+    ) -> None:
         self.quiet = quiet
         self.after_s = after_s
         self.messages_on_stderr = messages_on_stderr  # when stdout is the command's result (eval)
+        self.preface = preface  # a note for stderr once the work starts: a usage error stays one line
 
     def message(self, text: str) -> None:
         from tqdm import tqdm
+
+        if self.preface:
+            note(self.preface)
+            self.preface = ""
 
         stream = sys.stderr if self.messages_on_stderr else sys.stdout
         tqdm.write(text, file=stream)

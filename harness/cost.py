@@ -7,23 +7,16 @@ one: an H100's dense bf16 peak at an assumed utilisation.
 
 from __future__ import annotations
 
-import copy
 import json
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.runtime import Runtime, device_name
-from harness.size import size_of
-
-if TYPE_CHECKING:
-    from harness.context import RunContext
+from harness.runtime import Runtime
 
 H100_BF16_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM
 H100_ASSUMED_MFU = 0.25  # small 32x32 CNNs in plain PyTorch keep an H100 partly busy: an assumption, stated
@@ -92,49 +85,6 @@ def full_recipe_estimate(recipe: Any, key: str, flops_per_image: float, images_p
         "gpu_device": gpu.device,
         "gpu_basis": gpu.basis,
     }
-
-
-PROBE_STEPS = 2  # timed training steps (after one warm-up) for the estimate
-PROBE_BATCH = 32  # images per probe step: enough for a stable rate, cheap even for the teacher
-
-
-def probe_rate(model: nn.Module, teacher: nn.Module | None, batch: int, runtime: Runtime) -> float:
-    """Training images per second of a few timed steps on a copy of the model (the run's own is untouched)."""
-    probe = copy.deepcopy(model).train()
-    optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)
-    x, y = probe_batch(batch, runtime)
-    times = []
-    for _ in range(PROBE_STEPS + 1):
-        start = time.perf_counter()
-        loss = probe_loss(probe, teacher, x, y, runtime)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        runtime.sync()
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times[1:])
-
-
-def estimate_line(ctx: RunContext, model: nn.Module, teacher: nn.Module | None, start_epoch: int) -> str:
-    """How long the epochs left will take here, from timed probe steps (and a full recipe on an H100)."""
-    recipe, splits = ctx.recipe, ctx.splits
-    train_rate = probe_rate(model, teacher, min(recipe.train.batch_size, PROBE_BATCH, len(splits.train)), ctx.runtime)
-    eval_rate = 3 * train_rate  # a forward pass is about a third of a training step
-    tested = len(splits.test) if ctx.identity.track_test else 0
-    per_epoch = len(splits.train) / train_rate + (len(splits.val) + tested) / eval_rate
-    epochs = recipe.train.epochs - start_epoch
-    total = epochs * per_epoch + len(splits.test) / eval_rate
-    gpu = ""
-    if ctx.budget.is_full:
-        per_image = step_flops(copy.deepcopy(model).train(), teacher, 4, ctx.runtime)
-        est = full_recipe_estimate(recipe, f"{ctx.spec.name}/{ctx.variant.name}", per_image, train_rate)
-        gpu = f"; on an {est['gpu_device']} about {duration(est['hours_gpu'] * 3600)} ({est['gpu_basis']})"
-    device = ctx.runtime.device
-    return (
-        f"estimate: {epochs} epochs x {len(splits.train):,} images at {train_rate:.0f} img/s "
-        f"({size_of(recipe.model).macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, "
-        f"{torch.get_num_threads()} threads): about {duration(total)} [{ctx.budget.profile} budget]{gpu}"
-    )
 
 
 def duration(seconds: float) -> str:

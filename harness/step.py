@@ -6,17 +6,24 @@ teacher's), loss, backward, clip, optimizer step, and the scheduler when it step
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from harness.augment import Pipeline
 from harness.losses import Mixed, mix_batch, training_loss, unmixed
+from harness.models import build_model
 from harness.runtime import Runtime
+from harness.source import TrainSource
 from harness.spec import Recipe
+
+if TYPE_CHECKING:
+    from harness.context import RunContext
 
 
 def seed_epoch(
@@ -100,3 +107,21 @@ class TrainStep:
         if train.schedule.step == "batch":
             self.scheduler.step()
         return loss.detach(), logits.detach(), batch
+
+
+def steps_per_epoch(ctx: RunContext) -> int:
+    return math.ceil(len(ctx.splits.train) / ctx.recipe.train.batch_size)
+
+
+def make_step(ctx: RunContext, teacher: nn.Module | None) -> tuple[nn.Module, TrainStep, TrainSource]:
+    """A run's model (its initial weights from the seed alone), its training step and its batches."""
+    recipe, runtime = ctx.recipe, ctx.runtime
+    images, labels = ctx.split("train")
+    pipeline = Pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
+    source = TrainSource(images, labels, pipeline, ctx.identity.augment, runtime, ctx.identity.workers)
+    torch.manual_seed(ctx.identity.seed)
+    model = runtime.model(build_model(recipe.model))
+    optimizer = build_optimizer(model, recipe, fused=runtime.fused_optimizer)
+    scheduler = recipe.train.schedule.build(optimizer, recipe.train.epochs, steps_per_epoch(ctx))
+    forward = torch.compile(model) if ctx.identity.compile else model  # inductor caches compiled graphs
+    return model, TrainStep(forward, teacher, optimizer, scheduler, recipe, runtime), source

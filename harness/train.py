@@ -22,21 +22,19 @@ import torch
 from torch import nn
 
 from harness import checkpoint
-from harness.augment import Pipeline
 from harness.context import RunContext, prepare
-from harness.cost import estimate_line
 from harness.errors import RunError
+from harness.estimate import estimate_line, estimate_run, teacher_plan
 from harness.evaluate import SELECT_RULE, accuracy, test_by_rule, test_transform, validation_accuracy
 from harness.events import Events
 from harness.losses import mixing_this_epoch
-from harness.models import build_model
 from harness.options import RunOptions, given_teacher
 from harness.outcome import Tested, Trained, make_record
 from harness.record import Record, find_record, write_record
 from harness.robustness import CORRUPTIONS, SEVERITIES, corrupted_accuracy
 from harness.source import TrainSource
 from harness.spec import Spec
-from harness.step import TrainStep, build_optimizer, phase_at, seed_epoch
+from harness.step import TrainStep, make_step, phase_at, seed_epoch, steps_per_epoch
 from harness.teacher import load_teacher
 
 
@@ -60,22 +58,12 @@ def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, event
 
 def train_and_test(ctx: RunContext, events: Events) -> Record:
     """The run proper, under its lock: teacher, model, resume, epochs, test, record."""
-    recipe, runtime = ctx.recipe, ctx.runtime
-    runtime.apply_process_settings()
+    ctx.runtime.apply_process_settings()
     teacher, teacher_info = _teacher(ctx, events)
-    images, labels = ctx.split("train")
-    pipeline = Pipeline(recipe.augment.train, recipe.data.mean, recipe.data.std)
-    source = TrainSource(images, labels, pipeline, ctx.identity.augment, runtime, ctx.identity.workers)
-
-    torch.manual_seed(ctx.identity.seed)  # the initial weights depend on the seed alone
-    model = runtime.model(build_model(recipe.model))
-    optimizer = build_optimizer(model, recipe, fused=runtime.fused_optimizer)
-    scheduler = recipe.train.schedule.build(optimizer, recipe.train.epochs, _steps_per_epoch(ctx))
-    forward = torch.compile(model) if ctx.identity.compile else model  # inductor caches compiled graphs
-    step = TrainStep(forward, teacher, optimizer, scheduler, recipe, runtime)
+    model, step, source = make_step(ctx, teacher)
 
     start = _resume(ctx, step, model, events)
-    events.message(estimate_line(ctx, model, teacher, start.epoch))
+    events.message(estimate_line(ctx, estimate_run(ctx, teacher, start.epoch)))
     trained = fit(ctx, step, source, start, events)
     tested = select_and_test(ctx, model, trained, events) if trained.status == "complete" else Tested()
     record = make_record(ctx, trained, tested, teacher_info)
@@ -148,7 +136,7 @@ def train_one_epoch(
     phase, phase_mixes = phase_at(recipe, epoch)
     mixing = mixing_this_epoch(recipe.train.mix, phase_mixes, rng)
     lr = step.optimizer.param_groups[0]["lr"]
-    steps = _steps_per_epoch(ctx)
+    steps = steps_per_epoch(ctx)
     step.model.train()
     started = time.perf_counter()
     loss_sum = torch.zeros((), device=ctx.runtime.device)
@@ -259,7 +247,7 @@ def _teacher(ctx: RunContext, events: Events) -> tuple[nn.Module | None, dict[st
         path = given
         events.message(f"teacher: loading {path}")
     else:
-        events.message(f"teacher: {teacher_spec.name}/{teacher_variant.name} first (seed {ctx.identity.seed})")
+        events.message(teacher_plan(ctx, teacher_spec, teacher_variant))
         # The teacher's own run: its record serves every student of the same seed, budget and data.
         options = dataclasses.replace(ctx.options, teacher_checkpoint=None, track_test=None, robustness=None)
         record = run(teacher_spec, teacher_variant.name, options, ctx.results, events)
@@ -280,10 +268,6 @@ def _test_accuracy(ctx: RunContext, model: nn.Module) -> float:
 def _module(step: TrainStep) -> nn.Module:
     """The trained module itself (under torch.compile's wrapper, when there is one)."""
     return getattr(step.model, "_orig_mod", step.model)
-
-
-def _steps_per_epoch(ctx: RunContext) -> int:
-    return math.ceil(len(ctx.splits.train) / ctx.recipe.train.batch_size)
 
 
 def _epoch_line(entry: dict[str, Any], epochs: int) -> str:

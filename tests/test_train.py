@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ from harness.train import run
 from tests.conftest import REFERENCE_FILES, SPEC_FILES, SPECS_DIR
 
 RESNET10 = SPECS_DIR / "resnet10.toml"
+
+
+class Heard(Silent):
+    """Events that keep every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
 
 
 class StopAfter(Silent):
@@ -95,8 +106,16 @@ def test_every_variant_runs_what_its_spec_says_and_records_it(
     # scored (rescored from final.pt by `harness eval`, it gives the record's test accuracy).
     spec = load_spec(SPECS_DIR / spec_file)
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
-    record = run(spec, variant, options, smoke_results, Silent())
+    heard = Heard()
+    record = run(spec, variant, options, smoke_results, heard)
     assert record.status == "complete" and record.is_reproduction is False
+    if variant == spec.default_variant:  # the estimate printed before the run, against the rate it then had
+        # (timed seconds apart, so a machine's load slows both alike)
+        estimated = float(
+            re.findall(r"^estimate: .* images at (\d+) img/s", "\n".join(heard.messages), re.MULTILINE)[-1]
+        )
+        measured = record.history[-1]["train_images_per_s"]
+        assert 0.5 <= estimated / measured <= 2, f"estimated {estimated:.0f} img/s, ran at {measured:.0f} img/s"
     assert Record.from_json(json.loads(Path(record.record_path).read_text())) == record
     expected = spec.variant(variant).recipe
     assert record.recipe == compress(expected, make_budget(expected, "smoke", subset=64)).model_dump(mode="json")

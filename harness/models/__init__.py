@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,15 +17,17 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ModelEntry:
     config: type[Section]
-    builder: str  # "module:class", imported only to build: specs are read without PyTorch
+    build: Callable[[Section], nn.Module]  # imports its module when called: specs are read without PyTorch
 
-    def build(self, cfg: Section) -> nn.Module:
-        module, name = self.builder.split(":")
-        return getattr(importlib.import_module(module), name)(cfg)
+
+def _cifar_resnet(cfg: Section) -> nn.Module:
+    from harness.models.resnet import CifarResNet
+
+    return CifarResNet(cfg)  # type: ignore[arg-type]
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
-MODELS.register("cifar_resnet")(ModelEntry(CifarResNetConfig, "harness.models.resnet:CifarResNet"))
+MODELS.register("cifar_resnet")(ModelEntry(CifarResNetConfig, _cifar_resnet))
 
 
 def build_model(cfg: Section) -> nn.Module:

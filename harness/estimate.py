@@ -110,7 +110,7 @@ def estimate_line(ctx: RunContext, estimate: Estimate) -> str:
         est = full_recipe_estimate(recipe, f"{ctx.spec.name}/{ctx.variant.name}", per_image, estimate.train_img_s)
         gpu = f"; on an {est['gpu_device']} about {duration(est['hours_gpu'] * 3600)} ({est['gpu_basis']})"
     return (
-        f"estimate: {estimate.epochs} epochs x {len(splits.train):,} images at {estimate.train_img_s:.0f} img/s "
+        f"estimate: {estimate.epochs} epoch{'s' * (estimate.epochs != 1)} x {len(splits.train):,} images at {estimate.train_img_s:.0f} img/s "
         f"({size_of(recipe.model).macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, "
         f"{torch.get_num_threads()} threads), scoring at {estimate.eval_img_s:.0f} img/s: about "
         f"{duration(estimate.seconds)} [{ctx.budget.profile} budget]{gpu}"

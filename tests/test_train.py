@@ -66,7 +66,9 @@ def test_a_killed_run_resumes_to_the_same_result(jpeg_archive: Path, tmp_path: P
         run(spec, "se-mixup", options, tmp_path / "b", StopAfter(2))
     with pytest.raises(RunError, match="pass --resume to continue it"):
         run(spec, "se-mixup", options, tmp_path / "b", Silent())
-    resumed = run(spec, "se-mixup", RunOptions(**{**options.__dict__, "resume": True}), tmp_path / "b", Silent())
+    heard = Heard()
+    resumed = run(spec, "se-mixup", RunOptions(**{**options.__dict__, "resume": True}), tmp_path / "b", heard)
+    assert any(m.startswith("estimate: 1 epoch x ") for m in heard.messages), heard.messages  # the one left
     assert resumed.test_acc == whole.test_acc
     assert _without_timing(resumed.history) == _without_timing(whole.history)
     final_a = checkpoint.load_file(Path(whole.checkpoint_dir) / "final.pt")["model"]

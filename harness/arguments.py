@@ -48,6 +48,7 @@ _gpus = _whole_number(0, 64)
 _cpus = _whole_number(1, 4096)
 _minutes = _whole_number(1, 525_600)  # a year
 _retries = _whole_number(0, 100)
+_THREADS_HELP = "CPU threads to compute with (default: $OMP_NUM_THREADS, else the cores other processes leave free)"
 
 
 def _output_dir(text: str) -> Path:
@@ -170,6 +171,7 @@ def _training_commands(commands: Any, handlers: dict[str, Callable[[argparse.Nam
     run.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     run.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact resumes on CPU)")
     run.add_argument("--workers", type=_workers, default=0, help="data-loading worker processes (default 0)")
+    run.add_argument("--threads", type=_cpus, help=_THREADS_HELP)
     run.add_argument("--teacher-checkpoint", help="load the distillation teacher from this file instead of training it")
     run.add_argument(
         "--protocol",
@@ -227,6 +229,7 @@ def _training_commands(commands: Any, handlers: dict[str, Callable[[argparse.Nam
     speed.add_argument("--steps", type=_count, default=4, help="timed training steps per loop (default 4)")
     speed.add_argument("--data", help="local CIFAR-10 to draw images from (default: $HARNESS_DATA, else random images)")
     speed.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    speed.add_argument("--threads", type=_cpus, help=_THREADS_HELP)
     speed.add_argument("--json", action="store_true")
     speed.set_defaults(func=handlers["speed"])
 
@@ -245,6 +248,7 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     evaluate.add_argument("--data", help="local CIFAR-10 (default: $HARNESS_DATA, else torchvision's download)")
     evaluate.add_argument("--subset", type=_images, help="score only this many test images (a fixed subset)")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    evaluate.add_argument("--threads", type=_cpus, help=_THREADS_HELP)
     evaluate.add_argument("--no-corruptions", action="store_true", help="clean accuracy only")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=handlers["eval"])

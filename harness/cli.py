@@ -135,10 +135,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.train import run
 
     spec = load_spec(args.spec)  # a protocol file here is an error, not skipped as in globs
+    from harness.threads import apply_threads
+
     defaulted = ""
     if args.profile is None:
         args.profile, defaulted = default_profile(resolve_device(args.device).type)
-    events = ConsoleEvents(args.quiet, preface=defaulted)
+    threads = apply_threads(args.threads, args.deterministic)
+    events = ConsoleEvents(args.quiet, preface="\n".join(line for line in (defaulted, threads) if line))
     record = run(spec, spec.variant(args.variant).name, run_options(args), args.results, events)
     return EXIT_OK if record.status == "complete" else EXIT_FAILURE
 
@@ -208,15 +211,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_speed(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from harness.console import note
     from harness.data import load_cifar10
     from harness.options import resolve_layout
     from harness.runtime import Runtime, resolve_device
     from harness.spec import load_spec
     from harness.speed import SpeedSetup, measure_speed, speed_text
+    from harness.threads import apply_threads
 
     spec = load_spec(args.spec)
     variant = spec.variant(args.variant).name
     device = resolve_device(args.device)
+    if why := apply_threads(args.threads):
+        note(why)
     if args.data or os.environ.get("HARNESS_DATA"):
         data = load_cifar10(args.data)
         images, labels, label = data.train_x[:SPEED_IMAGES], data.train_y[:SPEED_IMAGES], data.label
@@ -281,8 +288,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from harness.console import ConsoleEvents
     from harness.evaluate import evaluate_checkpoint, evaluation_text
+    from harness.threads import apply_threads
 
-    events = ConsoleEvents(after_s=2.0, messages_on_stderr=True)  # stdout holds the result alone
+    events = ConsoleEvents(after_s=2.0, messages_on_stderr=True, preface=apply_threads(args.threads))
     result = evaluate_checkpoint(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions, events)
     print(json.dumps(result, indent=2) if args.json else evaluation_text(args.checkpoint, result))
     return EXIT_OK

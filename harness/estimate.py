@@ -104,6 +104,7 @@ def estimate_line(ctx: RunContext, estimate: Estimate) -> str:
     """`estimate: ...` before a run: the epochs left here, at the rates just measured (and, for a full
     budget, the GPU figure with what it rests on)."""
     recipe, splits, device = ctx.recipe, ctx.splits, ctx.runtime.device
+    threads = torch.get_num_threads()
     gpu = ""
     if ctx.budget.is_full:
         per_image = step_flops(build_model(recipe.model).to(device).train(), None, 4, ctx.runtime)
@@ -112,7 +113,7 @@ def estimate_line(ctx: RunContext, estimate: Estimate) -> str:
     return (
         f"estimate: {estimate.epochs} epoch{'s' * (estimate.epochs != 1)} x {len(splits.train):,} images at {estimate.train_img_s:.0f} img/s "
         f"({size_of(recipe.model).macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, "
-        f"{torch.get_num_threads()} threads), scoring at {estimate.eval_img_s:.0f} img/s: about "
+        f"{threads} thread{'s' * (threads != 1)}), scoring at {estimate.eval_img_s:.0f} img/s: about "
         f"{duration(estimate.seconds)} [{ctx.budget.profile} budget]{gpu}"
     )
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from harness.cache import read_table, store_in_table
 from harness.lazy import lazy
 from harness.schema import Section
+from harness.threads import other_cpu_use
 
 if TYPE_CHECKING:
     from torch import nn
@@ -48,27 +49,6 @@ class Timing:
 
 # A quarter of the machine used by someone else already slows a 2-thread forward pass visibly.
 BUSY_SHARE = 0.25
-
-
-def other_cpu_use(window_s: float = 0.2) -> float | None:
-    """Share of all CPUs busy while this process sleeps for `window_s` (Linux /proc/stat; else None).
-
-    Sleeping makes every busy jiffy someone else's, so no per-process accounting is needed.
-    """
-
-    def busy_total() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields) - idle, sum(fields)
-
-    try:
-        busy0, total0 = busy_total()
-        time.sleep(window_s)
-        busy1, total1 = busy_total()
-    except (OSError, ValueError, IndexError):
-        return None
-    return (busy1 - busy0) / max(1, total1 - total0)
 
 
 def time_model(

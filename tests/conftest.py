@@ -14,6 +14,12 @@ import pytest
 if "HARNESS_BENCH_ROUNDS" not in os.environ:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Every command computes with the same threads whatever the load (harness/threads.py would take fewer on a
+# busy machine): tests that compare two runs' numbers need the same thread count in both.
+os.environ.setdefault(
+    "OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+)
+
 # The tests never touch the user's cache (decoded data, timings): one private folder per session.
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
 

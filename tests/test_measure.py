@@ -81,7 +81,7 @@ def test_other_processes_using_the_cpus_are_seen() -> None:
     import sys
     import time
 
-    from harness.latency import other_cpu_use
+    from harness.threads import other_cpu_use
 
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:

@@ -20,10 +20,11 @@ $(STAMP):
 
 install: $(STAMP)
 
+# About 7 minutes on two cores after installation: ResNet-10's recipe at the demo budget (3 epochs on 12,288
+# images) learns to about 55% on the JPEG copy; the table labels it a demo, never a reproduction.
 demo: install
 	$(BIN)/harness check reproductions/*.toml
-	$(BIN)/harness measure reproductions/*.toml --no-latency
-	$(BIN)/harness run reproductions/dmsresnet.toml --profile smoke --results $(DEMO_RESULTS) $(if $(DATA),--data $(DATA))
+	$(BIN)/harness run reproductions/resnet10.toml --profile demo --results $(DEMO_RESULTS) $(if $(DATA),--data $(DATA))
 	$(BIN)/harness table --results $(DEMO_RESULTS)
 
 # The Slurm tests need a one-node cluster: tests/slurm/start-cluster.sh installs and starts one when it can

@@ -67,6 +67,13 @@ def load_cifar10(path: str | Path | None = None) -> Cifar10:
         )
     if source.is_dir() and (folder := _torchvision_folder(source)) is not None:
         return _torchvision(folder, download=False)
+    if source.is_dir() and not (source / "train").is_dir():
+        archives = sorted(p for p in source.iterdir() if p.name.endswith((".tar.gz", ".tgz", ".tar")))
+        if archives:
+            raise DataError(
+                f"{source}: a folder without train/ and test/ images; it holds the archive {archives[0].name}: "
+                f"pass --data {archives[0]}"
+            )
     if source.is_file() and not tarfile.is_tarfile(source):
         raise DataError(f"{source}: not a tar archive (expected a .tar.gz of train/<class>/ and test/<class>/ images)")
     key = _quick_key(source)

@@ -82,6 +82,10 @@ def test_tar_of_an_image_folder(tmp_path: Path, monkeypatch) -> None:
         (lambda root: make_folder(root / "f", classes=CLASSES[:9]), "train/ lacks class folders truck"),
         (lambda root: make_folder(root / "f", classes=CLASSES + ("unicorn",)), "not CIFAR-10 classes: unicorn"),
         (lambda root: (root / "empty").mkdir() or root / "empty", "no train/<class>/ images"),
+        (  # the folder that holds the archive: the error names the file to pass instead
+            lambda root: (root / "d").mkdir() or (root / "d" / "c.tar.gz").write_bytes(b"") or root / "d",
+            r"holds the archive c.tar.gz: pass --data .*/d/c.tar.gz",
+        ),
     ],
 )
 def test_bad_sources(tmp_path: Path, monkeypatch, setup, message: str) -> None:

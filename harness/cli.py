@@ -259,7 +259,7 @@ def _board(args: argparse.Namespace, inputs: Any) -> list[dict[str, Any]]:
 
     latency = "none" if args.no_latency else ("measure" if args.latency else "cached")
     total = sum(len(spec.variants) for spec in inputs.specs)
-    with ConsoleEvents(quiet=False, after_s=2.0).progress(total, "leaderboard") as advance:
+    with ConsoleEvents(quiet=False, after_s=2.0).progress(total, "leaderboard", "row") as advance:
         return rows(inputs.specs, inputs.records, inputs.common, latency, lambda name: advance(1, at=name))
 
 

@@ -38,14 +38,23 @@ class ConsoleEvents:
         stream.flush()
 
     @contextlib.contextmanager
-    def progress(self, total: int, description: str) -> Iterator[Advance]:
+    def progress(self, total: int, description: str, unit: str = "it") -> Iterator[Advance]:
         from tqdm import tqdm
 
         if self.quiet or not sys.stderr.isatty():
-            with _plain_progress(total, description, self.after_s, self.quiet) as advance:
+            with _plain_progress(total, description, unit, self.after_s, self.quiet) as advance:
                 yield advance
             return
-        bar = tqdm(total=total, desc=description, file=sys.stderr, leave=False, dynamic_ncols=True, delay=self.after_s)
+        bar = tqdm(
+            total=total,
+            desc=description,
+            unit=unit,
+            unit_scale=unit == "img",
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+            delay=self.after_s,
+        )
 
         def advance(n: int, **postfix: str) -> None:
             bar.update(n)
@@ -61,7 +70,7 @@ PLAIN_EVERY_S = 30.0
 
 
 @contextlib.contextmanager
-def _plain_progress(total: int, description: str, after_s: float, quiet: bool) -> Iterator[Advance]:
+def _plain_progress(total: int, description: str, unit: str, after_s: float, quiet: bool) -> Iterator[Advance]:
     """`description: 40/100 [00:20<00:30, 2.00it/s] at=...` lines (tqdm's own format), at most every 30 s."""
     from tqdm import tqdm
 
@@ -72,7 +81,9 @@ def _plain_progress(total: int, description: str, after_s: float, quiet: bool) -
         state["n"] += n
         now = time.monotonic()
         if not quiet and now - state["shown"] >= PLAIN_EVERY_S:
-            line = tqdm.format_meter(state["n"], total, now - start, prefix=description, postfix=_postfix(postfix))
+            line = tqdm.format_meter(
+                state["n"], total, now - start, prefix=description, unit=unit, postfix=_postfix(postfix)
+            )
             print(line, file=sys.stderr, flush=True)
             state["shown"] = now
 
@@ -95,5 +106,5 @@ class PlainEvents:
         print(text, flush=True)
 
     @contextlib.contextmanager
-    def progress(self, total: int, description: str) -> Iterator[Advance]:
+    def progress(self, total: int, description: str, unit: str = "it") -> Iterator[Advance]:
         yield lambda n, **postfix: None

@@ -134,7 +134,7 @@ def evaluate_checkpoint(
 
     passes = 1 + (len(CORRUPTIONS) * len(SEVERITIES) if corruptions else 0)
     events.message(_plan(len(index), passes, _images_per_s(model, images[:EVAL_BATCH], transform, runtime), device))
-    with events.progress(passes * len(index), "eval") as advance:
+    with events.progress(passes * len(index), "eval", "img") as advance:
         clean = score(images)
         advance(len(index), at="clean")
         robust = corrupted_accuracy(score, images, lambda at: advance(len(index), at=at)) if corruptions else None

@@ -14,7 +14,9 @@ class Events(Protocol):
 
     def message(self, text: str) -> None: ...
 
-    def progress(self, total: int, description: str) -> contextlib.AbstractContextManager[Advance]: ...
+    def progress(
+        self, total: int, description: str, unit: str = "it"
+    ) -> contextlib.AbstractContextManager[Advance]: ...
 
 
 class Silent:
@@ -24,5 +26,5 @@ class Silent:
         pass
 
     @contextlib.contextmanager
-    def progress(self, total: int, description: str) -> Iterator[Advance]:
+    def progress(self, total: int, description: str, unit: str = "it") -> Iterator[Advance]:
         yield lambda n, **postfix: None

@@ -44,7 +44,7 @@ def measure_rows(specs: list[Spec], variant: str | None, rounds: int | None, eve
     runtimes = timing_runtimes() if rounds is not None else []
     timings: dict[tuple[Any, str], Any] = {}
     rows = []
-    with events.progress(len(entries), "measure") as advance:
+    with events.progress(len(entries), "measure", "network") as advance:
         for spec, name in entries:
             model_cfg = spec.variants[name].recipe.model
             row: dict[str, Any] = {"report": spec.name, "report_id": spec.report.id, "variant": name}

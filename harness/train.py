@@ -142,7 +142,8 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=ctx.runtime.device)
     correct = torch.zeros((), device=ctx.runtime.device, dtype=torch.long)
     seen = 0
-    with events.progress(steps, f"epoch {epoch + 1}/{recipe.train.epochs} [{phase}]") as advance:
+    shown = 0  # images shown as done: progress counts images, so that its rate reads as img/s
+    with events.progress(len(ctx.splits.train), f"epoch {epoch + 1}/{recipe.train.epochs} [{phase}]", "img") as advance:
         for i, (x, y) in enumerate(source.batches(recipe.train.batch_size, gen, aug_gen)):
             loss, logits, batch = step(x, y, mixing, rng, gen)
             loss_sum += loss * len(y)
@@ -152,8 +153,8 @@ def train_one_epoch(
                 value = loss.item()
                 if not math.isfinite(value):
                     return {}, {"epoch": epoch, "step": i, "loss": str(value)}
-                done = every if (i + 1) % every == 0 else (i + 1) % every
-                advance(done, loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
+                advance(seen - shown, loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
+                shown = seen
     if recipe.train.schedule.step == "epoch":
         step.scheduler.step()
     return {
@@ -189,7 +190,7 @@ def select_and_test(ctx: RunContext, model: nn.Module, trained: Trained, events:
         events.message(
             f"scoring {len(images):,} test images under {len(CORRUPTIONS)} corruptions x {len(SEVERITIES)} severities"
         )
-        with events.progress(passes * len(images), "corruptions") as advance:
+        with events.progress(passes * len(images), "corruptions", "img") as advance:
             robustness = corrupted_accuracy(score, images, lambda at: advance(len(images), at=at))
     return Tested(by_rule[SELECT_RULE[ctx.recipe.eval.select]], by_rule, selected, robustness)
 

@@ -1,0 +1,99 @@
+"""The README's console examples run as written in a fresh checkout (the user's manual must not lie).
+
+Every `$ harness ...` line of a ```console block is parsed by the real argument parser, with the files it
+names present; the quick ones also run, in order, in a scratch folder beside the shipped specs and records,
+with `--data` at the JPEG archive. Those that take minutes to days (full and demo budgets, sweeps, Slurm,
+timing, all corruptions) are only parsed: LONG says why for each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.arguments import build_parser
+from harness.cli import COMMANDS
+from tests.conftest import REPO
+
+README = REPO / "README.md"
+README_DATA = "../shared/data/cifar10-jpeg.tar.gz"  # the path the README uses, relative to the project
+
+LONG = {  # pattern in a command -> why it is only parsed here
+    r"--profile (full|short|demo)": "a budget of minutes to days",
+    r"^harness sweep": "a sweep of many runs",
+    r"^harness speed": "times training loops for minutes",
+    r"^harness measure(?!.*--no-latency)": "times every network",
+    r"--latency": "times every network",
+    r"^harness eval(?!.*--no-corruptions)": "scores 16 versions of the test set",
+    r"^harness compare": "needs three seeds of two entries (a sweep)",
+    r"--results /shared": "a cluster's shared folder",
+}
+
+
+def console_commands() -> list[str]:
+    """The `$ ` lines of every console block, in order, with continuation lines joined."""
+    commands, inside = [], False
+    lines = iter(README.read_text(encoding="utf-8").splitlines())
+    for line in lines:
+        if line.startswith("```"):
+            inside = line.strip() == "```console"
+            continue
+        if inside and line.startswith("$ "):
+            command = line[2:]
+            while command.rstrip().endswith("\\"):
+                command = command.rstrip()[:-1] + " " + next(lines).strip()
+            commands.append(command)
+    return commands
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def long_reason(command: str) -> str | None:
+    return next((why for pattern, why in LONG.items() if re.search(pattern, command)), None)
+
+
+def test_the_readme_has_examples_for_every_command() -> None:
+    used = {shlex.split(c, comments=True)[1] for c in console_commands() if c.startswith("harness ")}
+    assert used >= set(COMMANDS), f"commands without a README example: {sorted(set(COMMANDS) - used)}"
+
+
+@pytest.mark.parametrize("command", [c for c in console_commands() if c.startswith("harness ")])
+def test_every_readme_command_parses_and_names_real_files(command: str) -> None:
+    argv = shlex.split(command, comments=True)
+    argv = argv[: argv.index(">")] if ">" in argv else argv
+    args = build_parser(COMMANDS).parse_args(argv[1:])
+    for path in (getattr(args, "specs", None) or []) + [getattr(args, "spec", None)]:
+        if path is not None and "*" not in str(path):
+            assert (REPO / path).is_file(), f"{command}: {path} does not exist"
+    if getattr(args, "variant", None) and getattr(args, "spec", None):
+        from harness.spec import load_spec
+
+        load_spec(REPO / args.spec).variant(args.variant)  # raises for a variant the spec lacks
+
+
+def test_the_quick_readme_commands_run_as_written(jpeg_archive: Path, tmp_path: Path) -> None:
+    # A scratch folder in place of a fresh clone: the shipped specs and records (read only), and runs/ and
+    # plots/ written where a user's would be. In order, as a reader would type them.
+    for name in ("reproductions", "results"):
+        (tmp_path / name).symlink_to(REPO / name)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    ran = []
+    for command in console_commands():
+        if not command.startswith("harness ") or long_reason(command):
+            continue
+        line = command.replace(README_DATA, str(jpeg_archive))
+        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"$ {command}\n{done.stderr[-2000:]}"
+        ran.append(command)
+    assert any(c.startswith("harness run") for c in ran) and any(c.startswith("harness eval") for c in ran)
+    for block in python_blocks():
+        done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{block}\n{done.stderr[-2000:]}"

@@ -73,9 +73,11 @@ def save_file(path: Path, state: dict[str, Any]) -> str:
 
 def load_file(path: Path, verify: bool = True) -> dict[str, Any]:
     """Load a file written by save_file, after checking its hash (optional for files from elsewhere)."""
-    sidecar = path.with_name(path.name + ".sha256")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file (expected a run's final.pt or epoch-NNNN.pt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    sidecar = path.with_name(path.name + ".sha256")
     if sidecar.exists() or verify:
         if not sidecar.exists():
             raise CheckpointError(f"{path}: no {sidecar.name} to verify it against")

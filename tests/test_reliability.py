@@ -216,6 +216,7 @@ CLI_CASES = [
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
     (["table", "--format", "html"], "argument --format: invalid choice: 'html'"),
     (["compare", "resnet10", "dmsresnet/as-coded"], "'resnet10': expected REPORT/VARIANT"),
+    (["eval", ""], ".: a folder, not a checkpoint file (expected a run's final.pt or epoch-NNNN.pt)"),
     (["eval", "/nonexistent/final.pt"], "/nonexistent/final.pt: no such checkpoint file"),
     (["measure", "SPEC", "--rounds", "0"], "argument --rounds: expected a whole number from 1"),
     (["eval", "NOTCKPT"], "NOTCKPT: unreadable, not a PyTorch checkpoint"),

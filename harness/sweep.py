@@ -8,7 +8,6 @@ submitted again. Teachers run in a first wave, before the students that distil f
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import statistics
 import time
@@ -29,6 +28,7 @@ from harness.record import Record, find_record
 from harness.registry import did_you_mean
 from harness.runtime import resolve_device
 from harness.spec import Spec, load_spec, resolve_protocol, with_protocol
+from harness.threads import usable_cores
 from harness.train import run
 
 POLL_SECONDS = 2.0
@@ -306,7 +306,7 @@ def _progress_line(slots: list[Slot]) -> str:
 
 
 def default_threads(parallel: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, parallel))
+    return max(1, usable_cores() // max(1, parallel))
 
 
 @dataclass(frozen=True)

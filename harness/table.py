@@ -190,7 +190,14 @@ COMPACT = {
     "budget": ("budget", lambda r: r["profile"] or ""),
 }
 WHERE = (("appendix", "P"), ("abstract", "A"), ("table", "T"), ("readme", "R"))  # anything else: text, X
-SPLIT = {"cifar10-test": "t", "validation": "v", "validation-augmented": "a", "kaggle-hidden": "k", "train": "r"}
+SPLIT = {
+    "cifar10-test": "t",
+    "validation": "v",
+    "validation-augmented": "a",
+    "kaggle-hidden": "k",
+    "train": "r",
+    "train-mixed": "m",
+}
 SELECTION = {"last-epoch": "L", "best-epoch-test": "B", "test-early-stop": "E", "best-val": "V", "unknown": "?"}
 CODES = (
     "claim: value and where/split/selection. where: A abstract, T table, P appendix, R README, X text; "
@@ -205,7 +212,7 @@ def claim_code(claim: Claim) -> str:
     """Where, on what split and chosen how, in three letters (CODES), e.g. `A/t/L`."""
     first = claim.stated_in[0].lower()
     where = next((code for word, code in WHERE if first.startswith(word)), "X")
-    return f"{where}/{SPLIT.get(claim.split, 'm' if claim.split == 'train-mixed' else '-')}/{SELECTION.get(claim.selection, '-')}"
+    return f"{where}/{SPLIT.get(claim.split, '-')}/{SELECTION.get(claim.selection, '-')}"
 
 
 def _reproduced(row: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.threads import usable_cores  # no PyTorch import: the settings below still come first
+
 # As the CLI does for training (harness/cli.py), before PyTorch loads: OpenMP threads sleep rather than
 # spin, so the suite holds up when other processes load the CPUs. `make bench` (HARNESS_BENCH_ROUNDS)
 # times latency under OpenMP's default, as `harness measure` does.
@@ -16,9 +18,7 @@ if "HARNESS_BENCH_ROUNDS" not in os.environ:
 
 # Every command computes with the same threads whatever the load (harness/threads.py would take fewer on a
 # busy machine): tests that compare two runs' numbers need the same thread count in both.
-os.environ.setdefault(
-    "OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-)
+os.environ.setdefault("OMP_NUM_THREADS", str(usable_cores()))
 
 # The tests never touch the user's cache (decoded data, timings): one private folder per session.
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
@@ -44,6 +44,21 @@ def spec_copy(tmp_path: Path):
 
 # The real-image CIFAR-10 copy that every checkout and CI run has beside the project (../shared).
 JPEG_ARCHIVE = Path(os.environ.get("HARNESS_TEST_ARCHIVE", REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"))
+
+
+@pytest.fixture
+def broken_spec(spec_copy) -> Path:
+    """DMSResNet with a teacher checkpoint that does not exist: its student fails, its other variants run."""
+    return spec_copy(
+        (SPECS_DIR / "dmsresnet.toml")
+        .read_text()
+        .replace(
+            'teacher_variant = "teacher", temperature = 6.0, kd_weight = 0.95',
+            'teacher_variant = "teacher", teacher_checkpoint = "missing.pt", temperature = 6.0, kd_weight = 0.95',
+            1,
+        ),
+        name="broken.toml",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -93,19 +93,9 @@ def test_a_sweep_is_one_job_array_whose_records_are_a_local_sweeps(
 
 
 def test_a_task_that_fails_for_good_is_reported_with_its_log_and_the_others_finish(
-    slurm_cluster: str, jpeg_archive: Path, tmp_path: Path, spec_copy
+    slurm_cluster: str, jpeg_archive: Path, tmp_path: Path, broken_spec: Path
 ) -> None:
-    broken = spec_copy(
-        (SPECS_DIR / "dmsresnet.toml")
-        .read_text()
-        .replace(
-            'teacher_variant = "teacher", temperature = 6.0, kd_weight = 0.95',
-            'teacher_variant = "teacher", teacher_checkpoint = "missing.pt", temperature = 6.0, kd_weight = 0.95',
-            1,
-        ),
-        name="broken.toml",
-    )
-    argv = [sys.executable, "-m", "harness.cli", "sweep", R10, str(broken), "--results", str(tmp_path / "r")]
+    argv = [sys.executable, "-m", "harness.cli", "sweep", R10, str(broken_spec), "--results", str(tmp_path / "r")]
     argv += [
         "--variants",
         "resnet12-grid,as-written",

@@ -50,18 +50,8 @@ def test_a_student_with_a_teacher_checkpoint_does_not_pull_in_its_teacher(tmp_pa
 
 
 def test_local_sweep_lands_records_survives_a_broken_run_and_skips_on_reissue(
-    jpeg_archive: Path, tmp_path: Path, spec_copy, capsys
+    jpeg_archive: Path, tmp_path: Path, broken_spec: Path, capsys
 ) -> None:
-    broken = spec_copy(
-        (SPECS_DIR / "dmsresnet.toml")
-        .read_text()
-        .replace(
-            'teacher_variant = "teacher", temperature = 6.0, kd_weight = 0.95',
-            'teacher_variant = "teacher", teacher_checkpoint = "missing.pt", temperature = 6.0, kd_weight = 0.95',
-            1,
-        ),
-        name="broken.toml",
-    )
     results = tmp_path / "results"
     common = [
         "--profile",
@@ -82,7 +72,7 @@ def test_local_sweep_lands_records_survives_a_broken_run_and_skips_on_reissue(
     argv = [
         "sweep",
         str(SPECS_DIR / "resnet10.toml"),
-        str(broken),
+        str(broken_spec),
         "--variants",
         "resnet12-grid,as-written",
         "--seeds",

@@ -34,6 +34,30 @@ EVAL_BATCH = 256  # `harness eval`, which has no spec
 
 
 @torch.no_grad()
+def correct_mask(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    test_transform: Pipeline,
+    batch_size: int,
+    runtime: Runtime,
+) -> np.ndarray:
+    """Whether each of uint8 NHWC images is classified right, through the test transform, in eval mode."""
+    model.eval()
+    hits = []
+    for start in range(0, len(images), batch_size):
+        x = runtime.images(test_transform.batched(on_device(images[start : start + batch_size], runtime.device)))
+        with runtime.autocast_context():
+            logits = model(x)
+        hits.append((logits.argmax(1).cpu() == torch.from_numpy(labels[start : start + len(x)])).numpy())
+    return np.concatenate(hits) if hits else np.zeros(0, dtype=bool)
+
+
+def percent(mask: np.ndarray) -> float:
+    """Top-1 accuracy (%) from a correctness mask (0 for no images)."""
+    return 100.0 * int(mask.sum()) / max(1, len(mask))
+
+
 def accuracy(
     model: nn.Module,
     images: np.ndarray,
@@ -43,14 +67,7 @@ def accuracy(
     runtime: Runtime,
 ) -> float:
     """Top-1 accuracy (%) of uint8 NHWC images through the test transform, in eval mode."""
-    model.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = runtime.images(test_transform.batched(on_device(images[start : start + batch_size], runtime.device)))
-        with runtime.autocast_context():
-            logits = model(x)
-        correct += (logits.argmax(1).cpu() == torch.from_numpy(labels[start : start + len(x)])).sum().item()
-    return 100.0 * correct / max(1, len(images))
+    return percent(correct_mask(model, images, labels, test_transform, batch_size, runtime))
 
 
 def test_transform(recipe: Recipe) -> Pipeline:
@@ -83,28 +100,30 @@ def validation_accuracy(
 
 
 def test_by_rule(
-    model: nn.Module, best: dict[str, Any] | None, history: list[dict[str, Any]], score: Callable[[], float]
-) -> dict[str, Any]:
+    model: nn.Module, best: dict[str, Any] | None, history: list[dict[str, Any]], correct: Callable[[], np.ndarray]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The test accuracy each selection rule gives: the last epoch's model, the best validation epoch's,
-    and the best epoch of the test curve (only with --track-test; a claim's rule, never the harness's).
+    and the best epoch of the test curve (only with --track-test; a claim's rule, never the harness's);
+    and, for the models tested here, which test images each got right (for paired comparisons).
 
     Leaves `model` at its last epoch; each model is tested once, whatever the spec selects.
     """
-    last = score()
-    figures: dict[str, Any] = {"last-epoch": last, "best-val": None, "best-val-epoch": None}
+    masks = {"last-epoch": correct()}
+    figures: dict[str, Any] = {"last-epoch": percent(masks["last-epoch"]), "best-val": None, "best-val-epoch": None}
     if best is not None:
         figures["best-val-epoch"] = best["epoch"]
         if best["epoch"] == history[-1]["epoch"]:
-            figures["best-val"] = last
+            masks["best-val"] = masks["last-epoch"]
         else:
             last_state = copy.deepcopy(model.state_dict())
             model.load_state_dict(best["model"])
-            figures["best-val"] = score()
+            masks["best-val"] = correct()
             model.load_state_dict(last_state)
+        figures["best-val"] = percent(masks["best-val"])
     monitor = [(h["test_acc_monitor"], h["epoch"]) for h in history if "test_acc_monitor" in h]
     value, epoch = max(monitor) if monitor else (None, None)  # ties: the later epoch
     figures["best-epoch-test"], figures["best-epoch-test-epoch"] = value, epoch
-    return figures
+    return figures, masks
 
 
 def evaluate_checkpoint(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from harness.record import Record, git_state, versions
+from harness.record import Record, git_state, pack_mask, versions
 from harness.runtime import device_name
 from harness.size import size_of
 from harness.spec import content_hash
@@ -42,6 +42,7 @@ class Tested:
     test_acc_by_rule: dict[str, Any] | None = None
     selected_epoch: int | None = None
     robustness: dict[str, Any] | None = None
+    correct: dict[str, np.ndarray] | None = None  # rule -> which test images its model got right
 
 
 def make_record(ctx: RunContext, trained: Trained, tested: Tested, teacher: dict[str, Any] | None) -> Record:
@@ -63,7 +64,6 @@ def make_record(ctx: RunContext, trained: Trained, tested: Tested, teacher: dict
         protocol=ctx.identity.protocol,
         identity=ctx.identity.as_dict(),
         run_id=ctx.identity.run_id,
-        cohort=ctx.identity.cohort,
         diverged_at=trained.diverged_at,
         is_reproduction=trained.status == "complete"
         and budget.is_full
@@ -74,6 +74,7 @@ def make_record(ctx: RunContext, trained: Trained, tested: Tested, teacher: dict
         selected_epoch=selected,
         selection=recipe.eval.select,
         test_acc_by_rule=tested.test_acc_by_rule or {},
+        test_correct={rule: pack_mask(mask) for rule, mask in (tested.correct or {}).items()},
         robustness=tested.robustness,
         budget={
             **budget.as_dict(),

@@ -7,6 +7,7 @@ for them.
 
 from __future__ import annotations
 
+import base64
 import json
 import platform
 import subprocess
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.identity import COHORT_FIELDS, Identity
+from harness.identity import COHORT_FIELDS, RESULTS_VERSION, Identity
 
 SCHEMA = "harness.result/2"
 READABLE_SCHEMAS = ("harness.result/1", SCHEMA)  # schema 1 records lack `identity`: derived on reading
@@ -33,7 +34,6 @@ class Record:
     spec_hash: str
     identity: dict[str, Any]  # every setting of the run (identity.Identity)
     run_id: str
-    cohort: dict[str, Any]  # the part of the identity that decides which runs pool
     report_id: str = ""
     protocol: str = "own"
     diverged_at: dict[str, Any] | None = None
@@ -43,6 +43,9 @@ class Record:
     selected_epoch: int | None = None
     selection: str = "last"
     test_acc_by_rule: dict[str, Any] = field(default_factory=dict)  # last-epoch, best-val, best-epoch-test
+    # rule -> which test images (in the run's test order) its model got right, np.packbits in base64: the
+    # paired (McNemar) comparison of two runs on the same test images
+    test_correct: dict[str, str] = field(default_factory=dict)
     robustness: dict[str, Any] | None = None
     budget: dict[str, Any] = field(default_factory=dict)
     data_source: str = ""
@@ -69,8 +72,21 @@ class Record:
     schema: str = SCHEMA
     origin: str = field(default="", compare=False)  # the results folder it was read from; never written
 
+    @property
+    def cohort(self) -> dict[str, Any]:
+        """The part of the identity that decides which runs pool (identity.COHORT_FIELDS), derived on
+        reading so that a record never carries a cohort of an older definition."""
+        return {name: self.identity.get(name) for name in COHORT_FIELDS}
+
+    @property
+    def stale(self) -> bool:
+        """Made by harness code whose results version differs from this one's: shown, never pooled."""
+        return self.identity.get("results_version") != RESULTS_VERSION
+
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "origin"}
+        """The record as written (its cohort included, for readers of the JSON)."""
+        written = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "origin"}
+        return {**written, "cohort": self.cohort}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], origin: str = "") -> Record:
@@ -92,7 +108,6 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
         "schema": SCHEMA,
         "identity": identity,
         "run_id": Identity(**identity).run_id if set(identity) == set(Identity.__dataclass_fields__) else "",
-        "cohort": {name: identity.get(name) for name in COHORT_FIELDS},
         "test_acc_by_rule": by_rule,
     }
 
@@ -110,6 +125,9 @@ def _legacy_identity(record: dict[str, Any]) -> dict[str, Any]:
         "profile": record.get("profile"),
         "epochs": budget.get("epochs"),
         "train_images": budget.get("train_images"),
+        "val_images": None,
+        "test_images": None,
+        "full_budget": bool(budget.get("is_full")),
         "data_sha256": data.get("sha256") or record.get("data_source"),
         "device_type": device.get("type"),
         "precision": "bf16" if device.get("autocast") == "bfloat16" else "fp32",
@@ -121,7 +139,22 @@ def _legacy_identity(record: dict[str, Any]) -> dict[str, Any]:
         "track_test": any("test_acc_monitor" in h for h in record.get("history") or []),
         "robustness": record.get("robustness") is not None,
         "teacher": teacher.get("checkpoint") if teacher and "record" not in teacher else None,
+        "results_version": None,  # older than the versions: stale
     }
+
+
+def pack_mask(mask: Any) -> str:
+    """A boolean mask as base64 of its packed bits (10,000 test images: 1,668 characters)."""
+    import numpy as np
+
+    return base64.b64encode(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_mask(text: str, length: int) -> Any:
+    """The boolean mask `pack_mask` wrote, of `length` images."""
+    import numpy as np
+
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=length).astype(bool)
 
 
 def load_records(directory: Path) -> tuple[list[Record], list[str]]:

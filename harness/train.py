@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,7 +26,7 @@ from harness import checkpoint
 from harness.context import RunContext, prepare
 from harness.errors import RunError
 from harness.estimate import estimate_line, estimate_run, teacher_plan
-from harness.evaluate import SELECT_RULE, accuracy, test_by_rule, test_transform, validation_accuracy
+from harness.evaluate import SELECT_RULE, accuracy, correct_mask, percent, test_by_rule, test_transform, validation_accuracy
 from harness.events import Events
 from harness.losses import mixing_this_epoch
 from harness.options import RunOptions, given_teacher
@@ -174,10 +175,13 @@ def select_and_test(ctx: RunContext, model: nn.Module, trained: Trained, events:
     images, labels = ctx.split("test")
     transform, batch = test_transform(ctx.recipe), ctx.recipe.eval.batch_size
 
-    def score(test_images: Any = images) -> float:
-        return accuracy(model, test_images, labels, transform, batch, ctx.runtime)
+    def correct(test_images: Any = images) -> np.ndarray:
+        return correct_mask(model, test_images, labels, transform, batch, ctx.runtime)
 
-    by_rule = test_by_rule(model, trained.best, trained.history, score)
+    def score(test_images: Any = images) -> float:
+        return percent(correct(test_images))
+
+    by_rule, masks = test_by_rule(model, trained.best, trained.history, correct)
     selected = trained.history[-1]["epoch"]
     if ctx.recipe.eval.select == "best-val" and trained.best is not None:
         model.load_state_dict(trained.best["model"])
@@ -192,7 +196,7 @@ def select_and_test(ctx: RunContext, model: nn.Module, trained: Trained, events:
         )
         with events.progress(passes * len(images), "corruptions", "img") as advance:
             robustness = corrupted_accuracy(score, images, lambda at: advance(len(images), at=at))
-    return Tested(by_rule[SELECT_RULE[ctx.recipe.eval.select]], by_rule, selected, robustness)
+    return Tested(by_rule[SELECT_RULE[ctx.recipe.eval.select]], by_rule, selected, robustness, masks)
 
 
 def model_card(ctx: RunContext) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from harness.schema import Section
 from harness.spec.loader import Spec, Variant, as_tuples, is_protocol_file  # noqa: F401 - re-exported
 from harness.spec.problems import Problem, SpecError, problems_from
 from harness.spec.report import Deviation
-from harness.spec.sections import NAME_PATTERN, Recipe, TrainingSections, content_hash
+from harness.spec.sections import NAME_PATTERN, Recipe, TrainingSections, recipe_hash
 
 
 class ProtocolInfo(Section):
@@ -83,5 +83,5 @@ def with_protocol(spec: Spec, variant: Variant, protocol: Protocol | None) -> Va
         deviations=(Deviation(kind="harness", key="train", note=note),),
         recipe=recipe,
         role=spec.role(variant.name),
-        spec_hash=content_hash([f"protocol:{protocol.name}", recipe.model_dump(mode="json", exclude_defaults=True)]),
+        spec_hash=recipe_hash(recipe, f"protocol:{protocol.name}"),
     )

@@ -196,10 +196,11 @@ class Recipe(TrainingSections):
 RECIPE_KEYS = tuple(Recipe.model_fields)
 
 
-def recipe_hash(recipe: TrainingSections) -> str:
-    """The identity of a recipe: its values, with defaults left out so that adding an optional key to
-    the format later does not change the hash of any existing recipe."""
-    return content_hash(recipe.model_dump(mode="json", exclude_defaults=True))
+def recipe_hash(recipe: TrainingSections, *parts: Any) -> str:
+    """The identity of a recipe: every value it resolves to, defaults included, so that changing a
+    default changes the hash (and no record made under the old default is taken for the new recipe).
+    `parts` are what else decides the run (a protocol's name, a teacher's hash)."""
+    return content_hash([*parts, recipe.model_dump(mode="json")])
 
 
 def content_hash(data: Any) -> str:

@@ -240,6 +240,11 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     _add_results_options(table)
     table.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
     table.add_argument("--wide", action="store_true", help="every column in the markdown view (CSV and JSON have all)")
+    table.add_argument(
+        "--claims",
+        action="store_true",
+        help="one row per accuracy claim (every claim of every variant, each judged under its own rule)",
+    )
     _add_latency_options(table)
     table.set_defaults(func=handlers["table"])
 

@@ -265,11 +265,13 @@ def _board(args: argparse.Namespace, inputs: Any) -> list[dict[str, Any]]:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from harness.results import leaderboard_frame, to_csv, to_json
-    from harness.table import render
+    from harness.table import claim_rows, render, render_claims
 
     board = _board(args, _inputs(args))
+    if args.claims:
+        board = claim_rows(board)
     if args.format == "markdown":
-        print(render(board, wide=args.wide))
+        print(render_claims(board) if args.claims else render(board, wide=args.wide))
     else:
         frame = leaderboard_frame(board)
         print(to_csv(frame) if args.format == "csv" else to_json(frame), end="" if args.format == "csv" else "\n")

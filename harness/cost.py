@@ -20,6 +20,9 @@ from harness.runtime import Runtime
 
 H100_BF16_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM
 H100_ASSUMED_MFU = 0.25  # small 32x32 CNNs in plain PyTorch keep an H100 partly busy: an assumption, stated
+# Eager PyTorch launches every kernel of a step from Python: a small 32x32 network's step cannot take less
+# than this on any GPU however few its FLOPs (an assumption, stated with every estimate it bounds).
+GPU_STEP_FLOOR_S = 0.005
 GPU_RATES = Path(__file__).with_name("gpu_rates.json")  # written by `make gpu-check`, committed with its provenance
 
 
@@ -73,17 +76,26 @@ def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, runtime:
 
 
 def full_recipe_estimate(recipe: Any, key: str, flops_per_image: float, images_per_s: float) -> dict[str, Any]:
-    """Hours for the spec's full recipe here (at the measured rate) and on a GPU (see `gpu_rate`)."""
+    """Hours for the spec's full recipe here (at the measured rate) and on a GPU: its FLOPs at the GPU's
+    rate (see `gpu_rate`; the teacher's forward included in `flops_per_image`), and never less than
+    GPU_STEP_FLOOR_S a step."""
     train_images = recipe.data.train_size
     total_images = recipe.train.epochs * train_images
+    steps = recipe.train.epochs * -(-train_images // recipe.train.batch_size)
     gpu = gpu_rate(key, flops_per_image)
+    by_flops = total_images * flops_per_image / gpu.flops_per_s
+    floor = steps * GPU_STEP_FLOOR_S
+    basis = gpu.basis
+    if floor > by_flops:
+        basis += f"; {steps:,} steps at the assumed floor of {GPU_STEP_FLOOR_S * 1e3:.0f} ms a step"
     return {
         "epochs": recipe.train.epochs,
         "train_images": train_images,
+        "steps": steps,
         "hours_here": total_images / images_per_s / 3600,
-        "hours_gpu": total_images * flops_per_image / gpu.flops_per_s / 3600,
+        "hours_gpu": max(by_flops, floor) / 3600,
         "gpu_device": gpu.device,
-        "gpu_basis": gpu.basis,
+        "gpu_basis": basis,
     }
 
 

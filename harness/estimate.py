@@ -100,14 +100,14 @@ def _eval_rate(ctx: RunContext, model: nn.Module) -> float:
     return batch / max(time.perf_counter() - start, 1e-9)
 
 
-def estimate_line(ctx: RunContext, estimate: Estimate) -> str:
+def estimate_line(ctx: RunContext, estimate: Estimate, teacher: nn.Module | None) -> str:
     """`estimate: ...` before a run: the epochs left here, at the rates just measured (and, for a full
-    budget, the GPU figure with what it rests on)."""
+    budget, the GPU figure with what it rests on: the student's step and the teacher's forward)."""
     recipe, splits, device = ctx.recipe, ctx.splits, ctx.runtime.device
     threads = torch.get_num_threads()
     gpu = ""
     if ctx.budget.is_full:
-        per_image = step_flops(build_model(recipe.model).to(device).train(), None, 4, ctx.runtime)
+        per_image = step_flops(build_model(recipe.model).to(device).train(), teacher, 4, ctx.runtime)
         est = full_recipe_estimate(recipe, f"{ctx.spec.name}/{ctx.variant.name}", per_image, estimate.train_img_s)
         gpu = f"; on an {est['gpu_device']} about {duration(est['hours_gpu'] * 3600)} ({est['gpu_basis']})"
     return (

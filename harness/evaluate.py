@@ -29,7 +29,6 @@ from harness.runtime import Runtime, resolve_device
 from harness.source import TEST_SUBSET_SEED, TrainSource, on_device, subset_of
 from harness.spec import Recipe, as_tuples
 
-SELECT_RULE = {"last": "last-epoch", "best-val": "best-val"}  # eval.select -> the rule whose figure it is
 EVAL_BATCH = 256  # `harness eval`, which has no spec
 
 

@@ -120,7 +120,11 @@ def comparison_key(cohort: dict[str, Any]) -> tuple[Any, ...]:
     runs its own epochs, so epochs are not compared; below it, the budgets must be identical.
     """
     full = bool(cohort.get("full_budget"))
-    below = None if full else (cohort["epochs"], cohort["train_images"], cohort.get("val_images"), cohort.get("test_images"))
+    below = (
+        None
+        if full
+        else (cohort["epochs"], cohort["train_images"], cohort.get("val_images"), cohort.get("test_images"))
+    )
     return (full, below, cohort["data_sha256"], cohort["precision"], cohort.get("results_version"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.text import Annotation
 
-from harness.identity import budget_text, cohort_id
+from harness.identity import budget_name, budget_text, cohort_id
 from harness.record import Record
+from harness.verdict import cohorts
 
 AXES = {
     "params": ("parameters (millions)", 1e-6, "params"),  # row key: (axis label, scale, file name part)
@@ -211,10 +212,10 @@ def _place(
 
 
 def _cohort_label(cohort: dict[str, Any]) -> str:
-    """The protocol and budget of a cohort for a file name, e.g. `common-smoke-e5-n4096`."""
+    """The protocol and budget of a cohort for a file name, e.g. `common-reduced-e5-n4096`."""
     prefix = "" if cohort["protocol"] == "own" else f"{cohort['protocol']}-"
     precision = "" if cohort.get("precision", "fp32") == "fp32" else f"-{cohort['precision']}"
-    return f"{prefix}{cohort['profile']}-e{cohort['epochs']}-n{cohort['train_images'] or 'all'}{precision}"
+    return f"{prefix}{budget_name(cohort)}-e{cohort['epochs']}-n{cohort['train_images'] or 'all'}{precision}"
 
 
 def learning_curves(records: list[Record], out: Path) -> list[Path]:
@@ -224,12 +225,12 @@ def learning_curves(records: list[Record], out: Path) -> list[Path]:
     curves do not compare.
     """
     out.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
-    for record in records:
-        if record.history:
-            cohort = record.cohort
-            key = (record.report, record.variant, _cohort_label(cohort), cohort_id(cohort)[:8])
-            groups[key].append(record)
+    groups: dict[tuple[str, str, str, str], list[Record]] = {}
+    for found in cohorts(records, finished_only=False):  # one curve per seed, however many folders hold it
+        drawn = [r for r in found.runs if r.history]
+        if drawn:
+            first, cohort = drawn[0], drawn[0].cohort
+            groups[(first.report, first.variant, _cohort_label(cohort), cohort_id(cohort)[:8])] = drawn
     labels = Counter((report, variant, label) for report, variant, label, _ in groups)
     written = []
     for (report, variant, label, sha), runs in sorted(groups.items()):

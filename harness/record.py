@@ -19,6 +19,7 @@ from harness.identity import COHORT_FIELDS, RESULTS_VERSION, Identity
 
 SCHEMA = "harness.result/2"
 READABLE_SCHEMAS = ("harness.result/1", SCHEMA)  # schema 1 records lack `identity`: derived on reading
+SELECT_RULE = {"last": "last-epoch", "best-val": "best-val"}  # eval.select -> the rule whose figure is the clean one
 REQUIRED = ("schema", "report", "variant", "seed", "profile", "status", "spec_hash")
 
 
@@ -101,7 +102,7 @@ class Record:
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """Schema 1 -> 2: the identity from the record's other fields, and the per-rule test figures."""
     identity = _legacy_identity(data)
-    rule = {"last": "last-epoch", "best-val": "best-val"}.get(data.get("selection", "last"), "last-epoch")
+    rule = SELECT_RULE.get(data.get("selection", "last"), "last-epoch")
     by_rule: dict[str, Any] = {"last-epoch": None, "best-val": None, rule: data.get("test_acc")}
     by_rule["best-epoch-test"] = (data.get("report_rule") or {}).get("value")
     return {

@@ -111,6 +111,8 @@ def to_json(frame: pd.DataFrame) -> str:
 
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, list):
+        if value and isinstance(value[0], dict) and "claim_id" in value[0]:  # claim_verdicts
+            return "; ".join(f"{c['claim_id']}: {c['verdict']}" for c in value)
         if value and isinstance(value[0], dict):  # claims
             return "; ".join(f"{c['text']} ({'/'.join(c['stated_in'])}; {c['split']}; {c['selection']})" for c in value)
         return ";".join(str(v) for v in value)

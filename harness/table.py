@@ -7,12 +7,14 @@ Only a full-budget cohort is held against a claim: below it there is no gap to t
 
 from __future__ import annotations
 
+import re
 import statistics
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Literal
 
+import tabulate as tabulate_module
 from tabulate import tabulate
 
 from harness.audit import audit, legend
@@ -22,7 +24,7 @@ from harness.measure import budget_cell, size_columns
 from harness.record import Record
 from harness.spec import Claim, Protocol, Spec, with_protocol
 from harness.stats import summarize
-from harness.verdict import evidence, rule_figure, verdict
+from harness.verdict import NO_EVIDENCE, Evidence, budget_of, evidence, judge_claim
 
 Latency = Literal["none", "cached", "measure"]  # no latency columns / what the cache holds / measure what it lacks
 WIDTH = 120  # the compact view's lines, legends included, fit a 120-column terminal
@@ -50,8 +52,9 @@ def rows(
             if progress is not None:
                 progress(f"{spec.name}/{name}")
             claim = spec.headline(name)
-            current = [r for r in by_hash.get(variant.spec_hash, []) if r.protocol == "own"]
-            common_runs = evidence(by_hash.get(with_protocol(spec, variant, common).spec_hash, [])) if common else []
+            mine = [r for r in records if r.protocol == "own" and (r.report, r.variant) == (spec.name, name)]
+            current = [r for r in by_hash.get(variant.spec_hash, []) if r.protocol == "own" and not r.stale]
+            common_runs = evidence(by_hash.get(with_protocol(spec, variant, common).spec_hash, [])) if common else None
             flags = audit(spec, name)
             out.append(
                 {
@@ -68,13 +71,12 @@ def rows(
                     "claim_selection": claim.selection if claim else None,
                     **size_columns(spec, name),
                     **_latency_columns(variant.recipe.model, latency),
-                    **_result_columns(evidence(current), claim),
-                    **_common_columns(common_runs),
+                    **_result_columns(evidence(current), spec.claims_for(name), claim),
+                    **_common_columns(common_runs or NO_EVIDENCE),
                     "flags": [f.flag.name for f in flags],
                     "flag_codes": "".join(f.flag.code for f in flags),
                     "n_diverged": sum(r.status == "diverged" for r in current),
-                    "n_stale": sum(r.protocol == "own" and (r.report, r.variant) == (spec.name, name) for r in records)
-                    - len(current),
+                    "n_stale": sum(r not in current for r in mine),
                 }
             )
     return out
@@ -94,44 +96,75 @@ def _latency_columns(model_cfg: Any, latency: Latency) -> dict[str, Any]:
     }
 
 
-def _result_columns(runs: list[Record], claim: Claim | None) -> dict[str, Any]:
-    """The claim's own rule's figure and verdict, and the clean figure, over one cohort of runs."""
-    summary = summarize([r.test_acc for r in runs])
-    rule_values = [v for r in runs if claim and (v := rule_figure(r, claim.selection)) is not None]
-    rule = summarize(rule_values)
-    first = runs[0] if runs else None
-    full = bool(runs) and all(r.is_reproduction for r in runs)  # only then is a gap to the claim meaningful
+def _result_columns(found: Evidence, claims: tuple[Claim, ...], headline: Claim | None) -> dict[str, Any]:
+    """Every accuracy claim judged under its own rule over one cohort (one sample per seed); the headline
+    claim's judgement also as the row's own columns; and the clean figure."""
+    judged = [judge_claim(found, c) for c in claims if c.metric == "accuracy"]
+    lead = next((j for j in judged if headline and j["claim_id"] == headline.id), None) or judge_claim(found, None)
+    summary = summarize([r.test_acc for r in found.runs])
+    first = found.runs[0] if found.runs else None
     return {
-        "full_budget": full if runs else None,
-        "rule_n": rule.n if rule else 0,
-        "rule_acc_mean": rule.mean if rule else None,
-        "rule_acc_std": rule.std if rule else None,
-        "ci95": list(rule.ci95) if rule and rule.ci95 and full else None,
-        "delta": rule.mean - claim.value if rule and claim and full else None,
-        "verdict": verdict(runs, claim, rule),
+        "full_budget": found.full_budget if first else None,
+        "official_data": found.official if first else None,
+        "reproduction": found.reproduction,
+        **{key: lead[key] for key in JUDGED},
+        "claim_verdicts": judged,
+        "other_claims": _others(judged, lead),
         "n_seeds": summary.n if summary else 0,
+        "n_records": len(found.records),
+        "n_unused": found.unused,
         "test_acc_mean": summary.mean if summary else None,
         "test_acc_std": summary.std if summary else None,
-        "delta_clean": summary.mean - claim.value if summary and claim and full else None,
-        "corrupted_acc_mean": _mean([r.robustness["mean"] for r in runs if r.robustness]),
-        "device_hours_mean": _mean([r.device_hours for r in runs if r.device_hours is not None]),
+        "delta_clean": summary.mean - headline.value if summary and headline and found.reproduction else None,
+        "corrupted_acc_mean": _mean([r.robustness["mean"] for r in found.runs if r.robustness]),
+        "device_hours_mean": _mean([r.device_hours for r in found.runs if r.device_hours is not None]),
         "train_device": first.device.get("name") if first else None,
+        "budget": budget_of(found),
         "profile": first.profile if first else None,
         "epochs": first.cohort.get("epochs") if first else None,
         "train_images": first.cohort.get("train_images") if first else None,  # None: all
         "precision": first.cohort.get("precision") if first else None,
         "data_source": first.data_source if first else None,
-        "sources": sorted({r.origin for r in runs}),
+        "seeds": [r.seed for r in found.runs],
+        "records_used": [r.record_path for r in found.runs],
+        "sources": sorted({r.origin for r in found.records if r.seed in {u.seed for u in found.runs}}),
     }
 
 
-def _common_columns(runs: list[Record]) -> dict[str, Any]:
-    summary = summarize([r.test_acc for r in runs])
+# The headline claim's judgement as the row's columns (verdict.judge_claim's keys)
+JUDGED = (
+    "rule_n",
+    "rule_acc_mean",
+    "rule_acc_std",
+    "ci95",
+    "delta",
+    "p_below_claim",
+    "p_above_claim",
+    "resolvable_gap",
+    "seeds_needed",
+    "verdict",
+)
+
+
+OTHER_MARKS = (("reproduced", "="), ("below claim", "<"), ("above claim", ">"))  # anything else: no verdict, ·
+
+
+def _others(judged: list[dict[str, Any]], lead: dict[str, Any]) -> str:
+    """The claims beside the headline one, a mark each for how it fares, e.g. `+3 =<·`."""
+    others = [j for j in judged if j is not lead]
+    if not others:
+        return ""
+    marks = [next((m for word, m in OTHER_MARKS if j["verdict"].startswith(word)), "·") for j in others]
+    return f"+{len(others)} {''.join(marks)}"
+
+
+def _common_columns(found: Evidence) -> dict[str, Any]:
+    summary = summarize([r.test_acc for r in found.runs])
     return {
         "common_n_seeds": summary.n if summary else 0,
         "common_test_acc_mean": summary.mean if summary else None,
         "common_test_acc_std": summary.std if summary else None,
-        "common_profile": runs[0].profile if runs else None,
+        "common_budget": budget_of(found),
     }
 
 
@@ -149,6 +182,9 @@ WIDE = {
     "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
     "delta": ("Δ claim", lambda r: _num(r["delta"], "+.2f")),
     "verdict": ("verdict", lambda r: r["verdict"] + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else "")),
+    "tests": ("p(mean < claim) / p(mean > claim)", lambda r: _pair(r["p_below_claim"], r["p_above_claim"])),
+    "power": ("seeds resolve / gap needs", lambda r: _power(r)),
+    "others": ("other accuracy claims", lambda r: r["other_claims"]),
     "test_acc": (
         "clean test acc % (mean ± std, n)",
         lambda r: _acc(r["test_acc_mean"], r["test_acc_std"], r["n_seeds"]),
@@ -172,22 +208,24 @@ WIDE = {
         lambda r: _acc(r["common_test_acc_mean"], r["common_test_acc_std"], r["common_n_seeds"]),
     ),
     "flags": ("flags", lambda r: r["flag_codes"]),
-    "profile": ("profile", lambda r: budget_text(r) if r["profile"] else ""),
+    "profile": ("budget (profile)", lambda r: f"{budget_text(r)} ({r['profile']})" if r["profile"] else ""),
     "data": ("data", lambda r: r["data_source"] or ""),
-    "sources": ("records in", lambda r: ", ".join(r["sources"])),
+    "sources": (
+        "records in",
+        lambda r: ", ".join(r["sources"]) + (f" (+{r['n_unused']} not used)" if r["n_unused"] else ""),
+    ),
 }
 
 # The compact view: what a reader needs to judge a claim, in 120 columns; --wide has the rest.
 COMPACT = {
     "variant": ("variant", lambda r: r["variant"] + (" *" if r["headline_variant"] else "")),
     "claim": ("claim", lambda r: "" if r["claim_value"] is None else f"{r['claim_value']:g} {r['claim_code']}"),
-    "reproduced": ("reproduced", lambda r: _reproduced(r)),
+    "reproduced": ("acc [clean]", lambda r: _reproduced(r) + _clean_if_other(r)),
     "delta": ("Δ", lambda r: _num(r["delta"], "+.2f")),
     "verdict": ("verdict", lambda r: _short_verdict(r)),
-    "params": ("params", lambda r: f"{r['params'] / 1e6:.2f}M"),
-    "macs": ("MACs", lambda r: f"{r['macs'] / 1e6:.0f}M"),
+    "others": ("others", lambda r: r["other_claims"]),
     "flags": ("flags", lambda r: r["flag_codes"]),
-    "budget": ("budget", lambda r: r["profile"] or ""),
+    "budget": ("budget", lambda r: _short_budget(r)),
 }
 WHERE = (("appendix", "P"), ("abstract", "A"), ("table", "T"), ("readme", "R"))  # anything else: text, X
 SPLIT = {
@@ -203,8 +241,12 @@ CODES = (
     "claim: value and where/split/selection. where: A abstract, T table, P appendix, R README, X text; "
     "split: t CIFAR-10 test, v validation, a augmented validation, k Kaggle hidden, r train, m train mixed; "
     "selection: L last epoch, V best validation, B best test epoch, E stopped on the test curve, ? not stated. "
-    "* the report's headline variant. reproduced: test accuracy % under the claim's selection rule, mean ± std "
-    "(runs); Δ and verdicts only at the full budget on the official CIFAR-10 (--wide: every column)."
+    "* the report's headline variant. acc: test accuracy % under the headline claim's selection rule, mean "
+    "(seeds) [the clean figure, of the spec's own selection, where it differs]. Δ and verdicts only at the full "
+    "budget on the official CIFAR-10; below 3 seeds a verdict says its seed count (n=2); div: runs that diverged. "
+    "others: the variant's other accuracy claims, a mark each: = reproduced, < below, > above, · no verdict "
+    "(harness table --claims judges each). budget: full, or the epochs/training images that ran. --wide: every "
+    "column, sizes and spreads included."
 )
 
 
@@ -216,19 +258,59 @@ def claim_code(claim: Claim) -> str:
 
 
 def _reproduced(row: dict[str, Any]) -> str:
+    """The rule's figure (else the clean one) as `mean (seeds)`: the spread is in --wide, CSV and JSON."""
     if row["rule_n"]:
-        return _acc(row["rule_acc_mean"], row["rule_acc_std"], row["rule_n"], compact=True)
-    return _acc(row["test_acc_mean"], row["test_acc_std"], row["n_seeds"], compact=True)
+        return f"{row['rule_acc_mean']:.2f} ({row['rule_n']})"
+    return "" if row["test_acc_mean"] is None else f"{row['test_acc_mean']:.2f} ({row['n_seeds']})"
+
+
+def _clean_if_other(row: dict[str, Any]) -> str:
+    """The clean figure, where the claim's rule gives another one."""
+    if not row["rule_n"] or row["test_acc_mean"] is None:
+        return ""
+    return "" if f"{row['rule_acc_mean']:.2f}" == f"{row['test_acc_mean']:.2f}" else f" [{row['test_acc_mean']:.2f}]"
+
+
+SHORT_VERDICTS = {  # verdict.py's words -> the compact view's
+    "not run at full budget": "below budget",
+    "full budget, but not on the official CIFAR-10 pixels": "not official",
+    "another protocol's recipe": "other protocol",
+    "no test-set claim": "no test claim",
+    "below claim": "below",
+    "above claim": "above",
+}
+
+
+def _short_verdict_text(text: str) -> str:
+    """A verdict in the compact view's words; the seed count below three seeds stays."""
+    head, seeds = re.fullmatch(r"(.*?)( \(\d+ seeds?\))?", text).groups()
+    text = SHORT_VERDICTS.get(head, head) + (re.sub(r"(\d+) seeds?", r"n=\1", seeds) if seeds else "")
+    return text.replace(" (selection unknown: clean figure)", " ?").replace(" (run with --track-test)", "")
 
 
 def _short_verdict(row: dict[str, Any]) -> str:
-    """The verdict without what other columns say (the runs' count; the budget) or what --wide spells out."""
-    text = row["verdict"]
-    if text == "not run at full budget":
-        text = "below budget"
-    text = text.replace(" (1 seed)", "").replace(" (selection unknown: clean figure)", " ?")
-    text = text.replace(" (run with --track-test)", "")
-    return text + (f", {row['n_diverged']} diverged" if row["n_diverged"] else "")
+    text = _short_verdict_text(row["verdict"])
+    return text + (f", {row['n_diverged']} div" if row["n_diverged"] else "")
+
+
+def _short_budget(row: dict[str, Any]) -> str:
+    """`full`, or the reduced budget that ran: epochs and training images, e.g. `5ep/4.1k` or `30ep/all`."""
+    if row["budget"] is None or row["budget"] == "full":
+        return row["budget"] or ""
+    images = row["train_images"]
+    return f"{row['epochs']}ep/" + (f"{round(images / 1000, 1):g}k" if images else "all")
+
+
+def _pair(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"{low:.3g} / {high:.3g}"
+
+
+def _power(row: dict[str, Any]) -> str:
+    """`3 seeds resolve 1.20 pp; the gap needs 5`: what these seeds can tell apart at their spread."""
+    if row["resolvable_gap"] is None:
+        return ""
+    needed = "" if row["seeds_needed"] is None else f"; the gap needs {row['seeds_needed']}"
+    return f"{row['rule_n']} seeds resolve {row['resolvable_gap']:.2f} pp{needed}"
 
 
 def render(table: list[dict[str, Any]], wide: bool = False) -> str:
@@ -250,7 +332,7 @@ def render(table: list[dict[str, Any]], wide: bool = False) -> str:
             if not wide:
                 parts.append(_heading(group[0]))
             body = [[cell(row) for _, cell in columns.values()] for row in group]
-            parts.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+            parts.append(_markdown(body, headers))
     busy = (
         "* CPU latency measured while other processes were using the CPUs: inflated, not cached; "
         "run `harness table --latency` again on a quiet machine."
@@ -259,6 +341,16 @@ def render(table: list[dict[str, Any]], wide: bool = False) -> str:
     )
     notes = ([] if wide else [CODES]) + [f"Flags: {legend()}."] + ([busy] if busy else [])
     return "\n\n".join(parts + [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes])
+
+
+def _markdown(body: list[list[str]], headers: list[str]) -> str:
+    """A GitHub markdown table without tabulate's two spaces of header padding (its MIN_PADDING, a module
+    setting): eleven columns must fit 120 characters."""
+    padding, tabulate_module.MIN_PADDING = tabulate_module.MIN_PADDING, 0
+    try:
+        return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    finally:
+        tabulate_module.MIN_PADDING = padding
 
 
 def _heading(row: dict[str, Any]) -> str:
@@ -280,3 +372,37 @@ def _acc(mean: float | None, std: float | None, n: int, compact: bool = False) -
 
 def _num(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
+
+
+def claim_rows(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per accuracy claim of every variant (`harness table --claims`): each judged on its own."""
+    keep = ("section", "report", "variant", "headline_variant", "n_seeds", "test_acc_mean", "budget", "data_source")
+    return [{**{k: row[k] for k in keep}, **judged} for row in table for judged in row["claim_verdicts"]]
+
+
+CLAIMS = {
+    "entry": ("report/variant", lambda r: f"{r['report']}/{r['variant']}" + (" *" if r["headline_variant"] else "")),
+    "claim": ("claim", lambda r: f"{r['claim_id']}{' (headline)' if r['headline'] else ''}: {r['claim_value']:g}"),
+    "rule": (
+        "selection: figure (seeds)",
+        lambda r: f"{r['claim_selection']}: {_acc(r['rule_acc_mean'], r['rule_acc_std'], r['rule_n'], True)}",
+    ),
+    "delta": ("Δ", lambda r: _num(r["delta"], "+.2f")),
+    "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
+    "tests": ("p below / above", lambda r: _pair(r["p_below_claim"], r["p_above_claim"])),
+    "power": ("power", lambda r: _power(r)),
+    "verdict": ("verdict", lambda r: _short_verdict_text(r["verdict"])),
+}
+
+
+def render_claims(claims: list[dict[str, Any]]) -> str:
+    """The per-claim view as markdown: every accuracy claim, its rule's figure, verdict and strength."""
+    body = [[cell(row) for _, cell in CLAIMS.values()] for row in claims]
+    note = (
+        "figure: test accuracy % under the claim's own selection rule, mean ± std (seeds). Δ, CI, the one-sided "
+        "t-tests (p that the mean is below / above the claim) and power (the gap these seeds resolve at a 5% "
+        "two-sided test 80% of the time; the seeds the observed gap would need) only at the full budget on "
+        "the official CIFAR-10."
+    )
+    table = _markdown(body, [h for h, _ in CLAIMS.values()])
+    return table + "\n\n" + textwrap.fill(note, WIDTH, break_on_hyphens=False)

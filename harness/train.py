@@ -26,12 +26,12 @@ from harness import checkpoint
 from harness.context import RunContext, prepare
 from harness.errors import RunError
 from harness.estimate import estimate_line, estimate_run, teacher_plan
-from harness.evaluate import SELECT_RULE, accuracy, correct_mask, percent, test_by_rule, test_transform, validation_accuracy
+from harness.evaluate import accuracy, correct_mask, percent, test_by_rule, test_transform, validation_accuracy
 from harness.events import Events
 from harness.losses import mixing_this_epoch
 from harness.options import RunOptions, given_teacher
 from harness.outcome import Tested, Trained, make_record
-from harness.record import Record, find_record, write_record
+from harness.record import SELECT_RULE, Record, find_record, write_record
 from harness.robustness import CORRUPTIONS, SEVERITIES, corrupted_accuracy
 from harness.source import TrainSource
 from harness.spec import Spec
@@ -64,7 +64,7 @@ def train_and_test(ctx: RunContext, events: Events) -> Record:
     model, step, source = make_step(ctx, teacher)
 
     start = _resume(ctx, step, model, events)
-    events.message(estimate_line(ctx, estimate_run(ctx, teacher, start.epoch)))
+    events.message(estimate_line(ctx, estimate_run(ctx, teacher, start.epoch), teacher))
     trained = fit(ctx, step, source, start, events)
     tested = select_and_test(ctx, model, trained, events) if trained.status == "complete" else Tested()
     record = make_record(ctx, trained, tested, teacher_info)

@@ -130,35 +130,23 @@ def test_table_renders_every_report_without_results(capsys, tmp_path: Path, monk
 
 
 def test_table_shows_results_and_warns_about_unreadable_files(capsys, tmp_path: Path, monkeypatch) -> None:
+    from tests.records import record_json
+
     monkeypatch.chdir(REPO)
-    spec_hash = load_specs([SPECS_DIR / "resnet10.toml"])[0][0].variant("resnet12-grid").spec_hash
-    for seed, acc, profile, hash_ in (
-        (0, 90.0, "smoke", spec_hash),
-        (1, 92.0, "smoke", spec_hash),
-        (2, 50.0, "smoke", "0" * 16),
-        (3, 70.0, "short", spec_hash),
+    for seed, acc, epochs, given in (
+        (0, 90.0, 1, {}),
+        (1, 92.0, 1, {}),
+        (2, 50.0, 1, {"spec_hash": "0" * 16}),  # another recipe: stale
+        (3, 70.0, 7, {}),  # a bigger budget: stronger evidence than the 1-epoch runs
     ):
-        record = {
-            "schema": "harness.result/1",
-            "report": "resnet10",
-            "variant": "resnet12-grid",
-            "seed": seed,
-            "profile": profile,
-            "status": "complete",
-            "spec_hash": hash_,
-            "test_acc": acc,
-            "data_source": "jpeg",
-            "is_reproduction": False,
-            "budget": {"epochs": 1, "train_images": 64},
-        }
+        record = record_json("resnet10", "resnet12-grid", seed, acc, epochs=epochs, train_images=64, **given)
         (tmp_path / f"r{seed}.json").write_text(json.dumps(record))
     (tmp_path / "broken.json").write_text("{not json")
     code, out, err = run(capsys, "table", "--results", str(tmp_path), "--format", "json")
     assert code == 0
     row = next(r for r in json.loads(out) if r["variant"] == "resnet12-grid")
-    # the short run is stronger evidence than the smokes; the record of another recipe is stale
-    assert row["n_seeds"] == 1 and row["profile"] == "short" and row["n_stale"] == 1
-    assert row["verdict"] == "not run at full budget"
+    assert row["n_seeds"] == 1 and row["epochs"] == 7 and row["n_stale"] == 1
+    assert row["verdict"] == "not run at full budget" and row["budget"] == "reduced"
     assert "broken.json: skipped, not a readable JSON record" in err
     (tmp_path / "r3.json").unlink()
     code, out, err = run(capsys, "table", "--results", str(tmp_path), "--format", "json")

@@ -10,49 +10,13 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.spec import load_protocol, load_specs, with_protocol
-from tests.conftest import COMMON, REPO, SPEC_FILES
-
-SPECS = {s.name: s for s in load_specs(SPEC_FILES)[0]}
+from tests.conftest import REPO, SPEC_FILES
+from tests.records import SPECS, record_json
 
 
-def record(
-    report: str,
-    variant: str,
-    seed: int,
-    acc: float,
-    *,
-    profile: str = "full",
-    protocol: str = "own",
-    official: bool = True,
-    epochs: int | None = None,
-    best_test: float | None = None,
-    precision: str = "fp32",
-) -> dict:
-    spec = SPECS[report]
-    v = spec.variant(variant)
-    if protocol == "common":
-        v = with_protocol(spec, v, load_protocol(COMMON))
-    return {
-        "schema": "harness.result/1",
-        "report": report,
-        "variant": variant,
-        "seed": seed,
-        "profile": profile,
-        "protocol": protocol,
-        "status": "complete",
-        "spec_hash": v.spec_hash,
-        "test_acc": acc,
-        "is_reproduction": profile == "full" and official and protocol == "own",
-        "data_source": "cifar10" if official else "jpeg copy (not the official CIFAR-10 pixels)",
-        "budget": {"epochs": epochs or v.recipe.train.epochs, "train_images": 45_000},
-        "device_hours": 2.0,
-        "selection": "last",
-        "test_acc_by_rule": {"last-epoch": acc, "best-val": acc - 0.2, "best-epoch-test": best_test or acc + 0.3},
-        "device": {"name": "NVIDIA H100", "type": "cuda", "autocast": "bfloat16" if precision == "bf16" else None},
-        "robustness": {"mean": acc - 20},
-        "history": [{"epoch": e, "train_loss": 2.0 / (e + 1), "val_acc": acc - 5 + e} for e in range(3)],
-    }
+def record(report: str, variant: str, seed: int, acc: float, **given: object) -> dict:
+    """A full-budget run on official data with a test curve (its best epoch 0.3 above its last)."""
+    return record_json(report, variant, seed, acc, **{"best_test": acc + 0.3, **given})
 
 
 def write(folder: Path, records: list[dict]) -> Path:
@@ -102,7 +66,9 @@ def test_verdicts_statistics_and_the_common_column(capsys, results: Path) -> Non
     assert r4323["delta_clean"] == pytest.approx(95.1 - 97.0)
     assert rows[("resnet10", "resnet10-onecycle")]["verdict"] == "reproduced (1 seed)"
     assert rows[("se-resnet3343", "as-coded")]["verdict"] == "not run at full budget"
-    assert rows[("resnet443-se", "as-coded")]["verdict"] == "not run at full budget"  # not the official pixels
+    # the full budget on the JPEG copy: the reason is the data, not the budget
+    assert rows[("resnet443-se", "as-coded")]["verdict"] == "full budget, but not on the official CIFAR-10 pixels"
+    assert rows[("resnet443-se", "as-coded")]["budget"] == "full"
     assert rows[("dmsresnet", "teacher")]["verdict"] == "not run"
     for row in rows.values():
         assert {
@@ -131,10 +97,34 @@ def test_the_compact_view_fits_120_columns_and_holds_only_full_budget_runs_again
     assert "### dmsresnet (000): DMSResNet" in out and "### resnet10 (003)" in out  # grouped by report
     table_rows = [row.split("|") for row in out.splitlines() if row.startswith("| ")]
     dms = next(cells for cells in table_rows if cells[1].strip() == "as-coded *")  # dmsresnet's; * the headline
-    assert [c.strip() for c in dms[2:6]] == ["96.14 A/t/L", "96.10±0.10 (3)", "-0.04", "reproduced"]
+    assert [c.strip() for c in dms[2:7]] == ["96.14 A/t/L", "96.10 (3)", "-0.04", "reproduced", "+3 =··"]
+    r4323 = next(cells for cells in table_rows if "95.40" in cells[3])  # best test epoch, and the clean figure
+    assert [c.strip() for c in r4323[3:6]] == ["95.40 (3) [95.10]", "-1.60", "below"]
     short = next(cells for cells in table_rows if "80.00" in cells[3])
-    assert short[4].strip() == "" and short[5].strip() == "below budget" and short[9].strip() == "short"
+    assert short[4].strip() == "" and short[5].strip() == "below budget" and short[8].strip() == "30ep/all"
+    jpeg = next(cells for cells in table_rows if "85.00" in cells[3])  # the full budget on the JPEG copy
+    assert jpeg[5].strip() == "not official" and jpeg[8].strip() == "full"
     assert "Flags: T = test-selection:" in out and "where: A abstract" in out
+
+
+def test_the_compact_view_fits_120_columns_with_every_mark_at_once(capsys, tmp_path: Path, monkeypatch) -> None:
+    # report 003's variant names are the longest: a clean figure beside the rule's, a two-digit Δ, two seeds,
+    # a reduced budget, diverged runs on the JPEG copy and the longest flags, all in one table
+    monkeypatch.chdir(REPO)
+    runs = [record("resnet10", "resnet14-4-as-written", s, a) for s, a in enumerate((91.0, 92.2))]
+    runs += [record("resnet10", "resnet14-5-as-written", s, a) for s, a in enumerate((41.0, 42.2, 45.5))]
+    runs += [record("resnet10", "resnet12-as-written", s, 42.0, epochs=5, train_images=40960) for s in range(3)]
+    runs += [record("resnet10", "resnet18-grid", s, 41.0, status="diverged") for s in range(2)]
+    runs += [record("resnet10", "resnet18-grid", 5, 1.0, official=False)]
+    args = ["table", "--results", str(write(tmp_path, runs)), "--no-latency", "--specs", str(SPECS["resnet10"].path)]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    cells = {
+        row.split("|")[1].strip(): [c.strip() for c in row.split("|")[2:-1]] for row in lines if row.startswith("| ")
+    }
+    assert cells["resnet14-4-as-written"][1:4] == ["91.40 (2) [91.60]", "+1.66", "reproduced (n=2)"]
+    assert cells["resnet18-grid"][3] == "not official, 2 div" and cells["resnet12-as-written"][-1] == "5ep/41k"
 
 
 def test_wide_csv_and_json_carry_every_column(capsys, results: Path) -> None:
@@ -220,8 +210,8 @@ def test_plots_are_written(capsys, results: Path, tmp_path: Path) -> None:
     assert {"pareto_params.png", "pareto_macs.png", "pareto_latency.png"} <= set(names)
     # own and common-protocol runs of one variant are separate figures: their curves do not compare
     assert {
-        "curves_dmsresnet_as-coded_full-e200-n45000.png",
-        "curves_dmsresnet_as-coded_common-full-e200-n45000.png",
+        "curves_dmsresnet_as-coded_full-e200-nall.png",
+        "curves_dmsresnet_as-coded_common-full-e200-nall.png",
     } <= set(names)
     for path in out.glob("*.png"):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
@@ -232,11 +222,11 @@ def test_compare_two_entries(capsys, results: Path) -> None:
     out = json.loads(capsys.readouterr().out)
     from scipy import stats
 
-    assert out["p_value"] == pytest.approx(
+    assert out["welch"]["p_value"] == pytest.approx(
         stats.ttest_ind([96.0, 96.2, 96.1], [95.0, 95.1, 95.2], equal_var=False).pvalue
     )
-    assert out["difference"] == pytest.approx(1.0) and out["n_a"] == out["n_b"] == 3
-    assert (out["profile"], out["epochs"], out["train_images"]) == ("full", None, None)  # each recipe's own
+    assert out["welch"]["difference"] == pytest.approx(1.0) and out["n_a"] == out["n_b"] == 3
+    assert (out["budget"], out["epochs"], out["train_images"]) == ("full", None, None)  # each recipe's own
     assert (
         main(["compare", "dmsresnet/as-coded", "dmsresnet/as-coded", "--results", str(results), "--protocol", "common"])
         == 0
@@ -248,7 +238,7 @@ def test_compare_two_entries(capsys, results: Path) -> None:
 @pytest.mark.parametrize(
     ("a", "b", "message"),
     [
-        ("dmsresnet/as-coded", "resnet10/resnet10-onecycle", "resnet10/resnet10-onecycle: 1 finished seed(s)"),
+        ("dmsresnet/as-coded", "resnet10/resnet10-onecycle", "(resnet10/resnet10-onecycle has 1 of one cohort)"),
         ("nope/x", "dmsresnet/as-coded", "expected REPORT/VARIANT"),
         ("dmsresnet/as-codd", "dmsresnet/as-coded", "no variant 'as-codd'"),
     ],
@@ -319,24 +309,29 @@ def test_a_claim_of_unknown_selection_says_so(capsys, tmp_path: Path, monkeypatc
     unknown = next(c for c in spec.claims if c.selection == "unknown" and c.split == "cifar10-test")
     from harness.record import Record
     from harness.stats import summarize
-    from harness.verdict import verdict
+    from harness.verdict import evidence, verdict
 
-    runs = [Record.from_json(record("dmsresnet", "as-coded", 0, unknown.value))]
+    runs = evidence([Record.from_json(record("dmsresnet", "as-coded", 0, unknown.value))])
     assert verdict(runs, unknown, summarize([unknown.value])) == "reproduced (1 seed) (selection unknown: clean figure)"
 
 
-def test_schema_1_records_still_count(capsys, tmp_path: Path, monkeypatch) -> None:
-    # Records written before identities and per-rule figures: their identity is derived, the monitored
-    # maximum serves the best-epoch rule.
+def test_records_of_older_harness_code_are_read_but_stale(capsys, tmp_path: Path, monkeypatch) -> None:
+    # Schema 1 records (before identities and per-rule figures) and schema 2 records without a results
+    # version: read (identity derived, the monitored maximum serving the best-epoch rule), counted as stale,
+    # never pooled, even where their spec hash is current.
     monkeypatch.chdir(REPO)
     runs = [record("resnet4323-se", "as-coded", seed, 94.0) for seed in range(3)]
-    for r in runs:
-        del r["test_acc_by_rule"]
-        r["report_rule"] = {"value": 97.0}
-    row = next(
-        r for r in table(capsys, write(tmp_path, runs)) if r["variant"] == "as-coded" and r["report_id"] == "004"
-    )
-    assert row["verdict"] == "reproduced" and row["n_seeds"] == 3
+    for r in runs[:2]:
+        del r["test_acc_by_rule"], r["identity"]
+        r["report_rule"], r["schema"] = {"value": 97.0}, "harness.result/1"
+    del runs[2]["identity"]["results_version"]
+    from harness.record import load_records
+
+    loaded, problems = load_records(write(tmp_path, runs))
+    assert not problems and [r.stale for r in loaded] == [True] * 3
+    assert loaded[0].test_acc_by_rule["best-epoch-test"] == 97.0
+    row = next(r for r in table(capsys, tmp_path) if r["variant"] == "as-coded" and r["report_id"] == "004")
+    assert row["verdict"] == "not run" and row["n_seeds"] == 0 and row["n_stale"] == 3
 
 
 def test_runs_of_another_precision_are_not_pooled(capsys, tmp_path: Path, monkeypatch) -> None:

@@ -322,16 +322,25 @@ def test_the_new_keys_check_with_file_key_errors(spec_copy, old: str, new: str, 
     ), error.value
 
 
-def test_new_keys_leave_every_existing_spec_hash_alone() -> None:
-    # Optional keys are left out of the hash when they hold their defaults, so the records shipped in
-    # results/ before shortcut, stem_norm, final_norm, dropout_between and the warm-up keys existed still
-    # name the current recipes of the variants whose recipes did not change since.
-    from harness.record import load_records
+def test_the_spec_hash_covers_defaults(spec_copy, monkeypatch) -> None:
+    # A recipe is every value it resolves to: a changed default changes the hash of every recipe that
+    # relies on it, so that no record made under the old default is taken for the new recipe; and writing
+    # a default out explicitly changes nothing.
+    from harness.spec import sections
 
-    specs, _ = load_specs(SPEC_FILES)
-    hashes = {(s.name, n): v.spec_hash for s in specs for n, v in s.variants.items()}
-    records, _ = load_records(SPECS_DIR.parent / "results")
-    unchanged = [("resnet4323-se", "as-coded"), ("se-resnet3343", "as-coded"), ("resnet10", "resnet10-onecycle")]
-    for key in unchanged:
-        shipped = {r.spec_hash for r in records if (r.report, r.variant) == key and r.protocol == "own"}
-        assert hashes[key] in shipped, key
+    text = (SPECS_DIR / "resnet10.toml").read_text()
+    first = load_spec(SPECS_DIR / "resnet10.toml").variant("resnet12-grid")
+    assert "val_seed" not in text and first.recipe.data.val_seed == 0  # the spec relies on the default
+    explicit = text.replace("[data]", "[data]\nval_seed = 0", 1)
+    assert load_spec(spec_copy(explicit)).variant("resnet12-grid").spec_hash == first.spec_hash
+    monkeypatch.setattr(sections.Data.model_fields["val_seed"], "default", 1)
+    for section in (sections.Data, sections.Recipe):
+        section.model_rebuild(force=True)
+    try:
+        changed = load_spec(SPECS_DIR / "resnet10.toml").variant("resnet12-grid")
+        assert changed.recipe.data.val_seed == 1 and changed.spec_hash != first.spec_hash
+    finally:
+        monkeypatch.undo()
+        for section in (sections.Data, sections.Recipe):
+            section.model_rebuild(force=True)
+    assert load_spec(SPECS_DIR / "resnet10.toml").variant("resnet12-grid").spec_hash == first.spec_hash

@@ -143,12 +143,13 @@ def judge_claim(found: Evidence, claim: Claim | None) -> dict[str, Any]:
     """One accuracy claim (None: a variant without one) against one cohort: its rule's figure, the verdict
     and its strength.
 
-    Δ, the CI, the one-sided tests and the power statement exist only for a reproduction (the full budget
-    on the official data); one seed never has a CI.
+    Δ, the CI, the one-sided tests and the power statement exist only for a test-set claim against a
+    reproduction (the full budget on the official data); one seed never has a CI.
     """
     values = [v for r in found.runs if claim and (v := rule_figure(r, claim.selection)) is not None]
     rule = summarize(values)
-    judged = found.reproduction and rule is not None and claim is not None
+    # a claim on another split (validation, train, Kaggle) is listed, never held against test figures
+    judged = found.reproduction and rule is not None and claim is not None and claim.split == "cifar10-test"
     power = strength(values, claim.value) if judged else None
     return {
         "claim_id": claim.id if claim else None,

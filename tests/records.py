@@ -70,7 +70,12 @@ def record_json(report: str, variant: str, seed: int, acc: float, **given: Any) 
         "test_acc_by_rule": rules if status == "complete" else {},
         "data_source": "cifar10" if official else "jpeg copy (not the official CIFAR-10 pixels)",
         "data": {"official": official, "sha256": identity["data_sha256"]},
-        "budget": {"epochs": epochs, "spec_epochs": v.recipe.train.epochs, "train_images": train_images or 45_000},
+        "budget": {
+            "epochs": epochs,
+            "spec_epochs": v.recipe.train.epochs,
+            "train_images": train_images or 45_000,
+            "test_images": identity["test_images"] or 10_000,
+        },
         "device_hours": 2.0,
         "device": {"name": "NVIDIA H100", "type": identity["device_type"]},
         "robustness": {"mean": acc - 20},

@@ -248,6 +248,66 @@ def test_compare_refuses_what_it_cannot_test(capsys, results: Path, a: str, b: s
     assert message in capsys.readouterr().err
 
 
+def test_compare_pairs_runs_image_by_image_where_seeds_are_too_few_for_welch(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
+    import numpy as np
+    from scipy import stats
+
+    from harness.record import pack_mask
+
+    monkeypatch.chdir(REPO)
+    base = np.zeros(10_000, dtype=bool)
+    base[:9_000] = True  # both right on 9,000 images
+    a, b = base.copy(), base.copy()
+    a[9_000:9_030] = True  # only A right on 30
+    b[9_030:9_040] = True  # only B right on 10
+    runs = [record("dmsresnet", "as-coded", 0, 90.3), record("dmsresnet", "as-written", 0, 90.1)]
+    for run, mask in zip(runs, (a, b), strict=True):
+        run["test_correct"] = {"last-epoch": pack_mask(mask)}
+    folder = write(tmp_path, runs)
+    assert main(["compare", "dmsresnet/as-coded", "dmsresnet/as-written", "--results", str(folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["welch"] is None and (out["n_a"], out["n_b"]) == (1, 1)
+    (pair,) = out["paired"]
+    assert (pair["seed"], pair["images"], pair["only_a"], pair["only_b"]) == (0, 10_000, 30, 10)
+    assert pair["p_value"] == pytest.approx(2 * stats.binom.cdf(10, 40, 0.5))
+    assert main(["compare", "dmsresnet/as-coded", "dmsresnet/as-written", "--results", str(folder)]) == 0
+    text = capsys.readouterr().out
+    assert "no Welch's test: 3+ seeds needed on each side (n = 1 and 1)" in text and "McNemar's exact p = 0.00" in text
+    del runs[1]["test_correct"]  # without per-image results and with one seed, there is nothing to test
+    assert main(["compare", "dmsresnet/as-coded", "dmsresnet/as-written", "--results", str(write(folder, runs))]) == 2
+    assert "no seed of both was scored on the same test images" in capsys.readouterr().err
+
+
+def test_every_accuracy_claim_is_judged_under_its_own_rule(capsys, results: Path) -> None:
+    claims = table(capsys, results, "--claims")
+    spec = SPECS["dmsresnet"]
+    mine = [c for c in claims if (c["report"], c["variant"]) == ("dmsresnet", "as-coded")]
+    expected = [c.id for c in spec.claims_for("as-coded") if c.metric == "accuracy"]
+    assert [c["claim_id"] for c in mine] == expected and len(expected) == 4
+    by_id = {c["claim_id"]: c for c in mine}
+    for claim in spec.claims_for("as-coded"):
+        if claim.metric != "accuracy":
+            continue
+        judged = by_id[claim.id]
+        if claim.split != "cifar10-test":
+            assert judged["verdict"] == "no test-set claim" and judged["delta"] is None
+        else:  # three seeds at the full budget: a verdict, a gap, a CI and its strength, for each claim
+            assert judged["rule_n"] == 3 and judged["delta"] == pytest.approx(judged["rule_acc_mean"] - claim.value)
+            assert judged["verdict"].split(" (")[0] in ("reproduced", "below claim", "above claim")
+            assert judged["p_below_claim"] is not None and judged["resolvable_gap"] > 0
+    # the row keeps the headline claim's judgement, and the compact mark of the others
+    row = next(r for r in table(capsys, results) if (r["report"], r["variant"]) == ("dmsresnet", "as-coded"))
+    assert len(row["claim_verdicts"]) == 4 and row["other_claims"].startswith("+3 ")
+    assert main(["table", "--results", str(results), "--no-latency", "--claims"]) == 0
+    out = capsys.readouterr().out
+    first = next(line for line in out.splitlines() if "kd-acc (headline)" in line)
+    cells = [c.strip() for c in first.split("|")[1:-1]]
+    assert cells[:4] == ["dmsresnet/as-coded *", "kd-acc (headline): 96.14", "last-epoch: 96.10±0.10 (3)", "-0.04"]
+    assert cells[-1] == "reproduced" and cells[-2] == str(by_id["kd-acc"]["seeds_needed"])
+
+
 def test_audit_command(capsys) -> None:
     assert main(["audit", str(SPEC_FILES[0]), "--variant", "as-coded"]) == 0
     out = capsys.readouterr().out

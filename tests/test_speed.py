@@ -103,3 +103,43 @@ def test_gpu_estimate_is_labelled_an_assumption_until_a_measured_rate_exists(tmp
     assert measured.device == "NVIDIA H200" and "2026-12-01" in measured.basis and "assumed" not in measured.basis
     other = gpu_rate("dmsresnet/as-coded", per_image, rates)  # no rate of its own: the measured FLOP/s
     assert other.flops_per_s == 5e13 and "other recipes" in other.basis
+
+
+def test_the_gpu_estimate_counts_the_teachers_forward_and_a_floor_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from harness import estimate as estimate_module
+    from harness.cost import GPU_STEP_FLOOR_S, full_recipe_estimate, step_flops
+    from harness.estimate import Estimate, estimate_line
+    from harness.models import build_model
+    from harness.size import size_of
+
+    spec = load_spec(SPECS_DIR / "dmsresnet.toml")
+    student_cfg, teacher_cfg = spec.variant("as-coded").recipe.model, spec.variant("teacher").recipe.model
+    runtime = Runtime.for_device(torch.device("cpu"))
+    student, teacher = build_model(student_cfg).train(), build_model(teacher_cfg).eval()
+    # fvcore's MACs, counted apart from PyTorch's FLOP counter: a step is the student's forward and backward
+    # (3 forwards, 2 FLOPs a MAC) and the teacher's forward, 4.79 + 2.60 GFLOP an image for report 000
+    expected = 6 * size_of(student_cfg).macs + 2 * size_of(teacher_cfg).macs
+    assert step_flops(student, teacher, 4, runtime) == pytest.approx(expected, rel=0.02)
+    assert expected / 1e9 == pytest.approx(7.39, abs=0.01)
+
+    counted = []
+    monkeypatch.setattr(estimate_module, "step_flops", lambda model, teacher, *_: counted.append(teacher) or 7e9)
+    ctx = types.SimpleNamespace(
+        recipe=spec.variant("as-coded").recipe,
+        splits=types.SimpleNamespace(train=range(45_000)),
+        runtime=runtime,
+        budget=types.SimpleNamespace(is_full=True, profile="full"),
+        spec=spec,
+        variant=spec.variant("as-coded"),
+    )
+    estimate_line(ctx, Estimate(3600.0, 200, 100.0, 1000.0), teacher)
+    assert counted == [teacher]  # the GPU figure of a distilling run counts its teacher's forward
+    # report 003's ResNet-12 grid: 29 MMACs an image, 12,320 optimizer steps of 256 images; by FLOPs alone an
+    # H100 would take 2 seconds, but no eager step takes under the floor
+    grid = load_spec(SPECS_DIR / "resnet10.toml").variant("resnet12-grid").recipe
+    estimate = full_recipe_estimate(grid, "resnet10/resnet12-grid", 6 * 29e6, 1000.0)
+    assert estimate["steps"] == 12_320
+    assert estimate["hours_gpu"] * 3600 == pytest.approx(12_320 * GPU_STEP_FLOOR_S)
+    assert "12,320 steps at the assumed floor of 3 ms a step" in estimate["gpu_basis"]

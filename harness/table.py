@@ -243,7 +243,8 @@ CODES = (
     "selection: L last epoch, V best validation, B best test epoch, E stopped on the test curve, ? not stated. "
     "* the report's headline variant. acc: test accuracy % under the headline claim's selection rule, mean "
     "(seeds) [the clean figure, of the spec's own selection, where it differs]. Δ and verdicts only at the full "
-    "budget on the official CIFAR-10; below 3 seeds a verdict says its seed count (n=2); div: runs that diverged. "
+    "budget on the official CIFAR-10; below 3 seeds a verdict says its seed count (n=2); div: runs that diverged; "
+    "stale: records of an older recipe or harness version, shown but never pooled. "
     "others: the variant's other accuracy claims, a mark each: = reproduced, < below, > above, · no verdict "
     "(harness table --claims judges each). budget: full, or the epochs/training images that ran. --wide: every "
     "column, sizes and spreads included."
@@ -290,7 +291,8 @@ def _short_verdict_text(text: str) -> str:
 
 def _short_verdict(row: dict[str, Any]) -> str:
     text = _short_verdict_text(row["verdict"])
-    return text + (f", {row['n_diverged']} div" if row["n_diverged"] else "")
+    stale = f", {row['n_stale']} stale" if row["n_stale"] and not row["n_seeds"] else ""  # why nothing counts
+    return text + (f", {row['n_diverged']} div" if row["n_diverged"] else "") + stale
 
 
 def _short_budget(row: dict[str, Any]) -> str:

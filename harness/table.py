@@ -66,7 +66,7 @@ def rows(
                     "headline_variant": name == spec.default_variant,
                     "claims": [c.summary() for c in spec.claims_for(name)],
                     "claim": claim.describe() if claim else None,
-                    "claim_code": claim_code(claim) if claim else None,
+                    "claim_code": claim.code if claim else None,
                     "claim_value": claim.value if claim else None,
                     "claim_selection": claim.selection if claim else None,
                     **size_columns(spec, name),
@@ -115,7 +115,7 @@ def _result_columns(found: Evidence, claims: tuple[Claim, ...], headline: Claim 
         "n_unused": found.unused,
         "test_acc_mean": summary.mean if summary else None,
         "test_acc_std": summary.std if summary else None,
-        "delta_clean": summary.mean - headline.value if summary and headline and found.reproduction else None,
+        "delta_clean": summary.mean - headline.value if summary and headline and lead["delta"] is not None else None,
         "corrupted_acc_mean": _mean([r.robustness["mean"] for r in found.runs if r.robustness]),
         "device_hours_mean": _mean([r.device_hours for r in found.runs if r.device_hours is not None]),
         "train_device": first.device.get("name") if first else None,
@@ -127,7 +127,7 @@ def _result_columns(found: Evidence, claims: tuple[Claim, ...], headline: Claim 
         "data_source": first.data_source if first else None,
         "seeds": [r.seed for r in found.runs],
         "records_used": [r.record_path for r in found.runs],
-        "sources": sorted({r.origin for r in found.records if r.seed in {u.seed for u in found.runs}}),
+        "sources": sorted({r.origin for r in found.records}),
     }
 
 
@@ -168,6 +168,14 @@ def _common_columns(found: Evidence) -> dict[str, Any]:
     }
 
 
+# How strong a verdict is (verdict.judge_claim's keys), in the wide and the per-claim views
+STRENGTH = {
+    "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
+    "tests": ("p< / p>", lambda r: _pair(r["p_below_claim"], r["p_above_claim"])),
+    "resolves": ("resolves", lambda r: _num(r["resolvable_gap"], ".2f") + (" pp" if r["resolvable_gap"] else "")),
+    "needed": ("seeds for Δ", lambda r: "" if r["seeds_needed"] is None else str(r["seeds_needed"])),
+}
+
 WIDE = {
     "report": ("report", lambda r: r["report"]),
     "variant": ("variant", lambda r: r["variant"]),
@@ -179,11 +187,9 @@ WIDE = {
         "acc under the claim's rule % (mean ± std, n)",
         lambda r: _acc(r["rule_acc_mean"], r["rule_acc_std"], r["rule_n"]),
     ),
-    "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
     "delta": ("Δ claim", lambda r: _num(r["delta"], "+.2f")),
+    **STRENGTH,
     "verdict": ("verdict", lambda r: r["verdict"] + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else "")),
-    "tests": ("p(mean < claim) / p(mean > claim)", lambda r: _pair(r["p_below_claim"], r["p_above_claim"])),
-    "power": ("seeds resolve / gap needs", lambda r: _power(r)),
     "others": ("other accuracy claims", lambda r: r["other_claims"]),
     "test_acc": (
         "clean test acc % (mean ± std, n)",
@@ -227,16 +233,6 @@ COMPACT = {
     "flags": ("flags", lambda r: r["flag_codes"]),
     "budget": ("budget", lambda r: _short_budget(r)),
 }
-WHERE = (("appendix", "P"), ("abstract", "A"), ("table", "T"), ("readme", "R"))  # anything else: text, X
-SPLIT = {
-    "cifar10-test": "t",
-    "validation": "v",
-    "validation-augmented": "a",
-    "kaggle-hidden": "k",
-    "train": "r",
-    "train-mixed": "m",
-}
-SELECTION = {"last-epoch": "L", "best-epoch-test": "B", "test-early-stop": "E", "best-val": "V", "unknown": "?"}
 CODES = (
     "claim: value and where/split/selection. where: A abstract, T table, P appendix, R README, X text; "
     "split: t CIFAR-10 test, v validation, a augmented validation, k Kaggle hidden, r train, m train mixed; "
@@ -249,13 +245,6 @@ CODES = (
     "(harness table --claims judges each). budget: full, or the epochs/training images that ran. --wide: every "
     "column, sizes and spreads included."
 )
-
-
-def claim_code(claim: Claim) -> str:
-    """Where, on what split and chosen how, in three letters (CODES), e.g. `A/t/L`."""
-    first = claim.stated_in[0].lower()
-    where = next((code for word, code in WHERE if first.startswith(word)), "X")
-    return f"{where}/{SPLIT.get(claim.split, '-')}/{SELECTION.get(claim.selection, '-')}"
 
 
 def _reproduced(row: dict[str, Any]) -> str:
@@ -305,14 +294,6 @@ def _short_budget(row: dict[str, Any]) -> str:
 
 def _pair(low: float | None, high: float | None) -> str:
     return "" if low is None or high is None else f"{low:.3g} / {high:.3g}"
-
-
-def _power(row: dict[str, Any]) -> str:
-    """`3 seeds resolve 1.20 pp; the gap needs 5`: what these seeds can tell apart at their spread."""
-    if row["resolvable_gap"] is None:
-        return ""
-    needed = "" if row["seeds_needed"] is None else f"; the gap needs {row['seeds_needed']}"
-    return f"{row['rule_n']} seeds resolve {row['resolvable_gap']:.2f} pp{needed}"
 
 
 def render(table: list[dict[str, Any]], wide: bool = False) -> str:
@@ -390,10 +371,7 @@ CLAIMS = {
         lambda r: f"{r['claim_selection']}: {_acc(r['rule_acc_mean'], r['rule_acc_std'], r['rule_n'], True)}",
     ),
     "delta": ("Δ", lambda r: _num(r["delta"], "+.2f")),
-    "ci95": ("95% CI", lambda r: "" if not r["ci95"] else f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"),
-    "tests": ("p< / p>", lambda r: _pair(r["p_below_claim"], r["p_above_claim"])),
-    "resolves": ("resolves", lambda r: _num(r["resolvable_gap"], ".2f") + (" pp" if r["resolvable_gap"] else "")),
-    "needed": ("seeds for Δ", lambda r: "" if r["seeds_needed"] is None else str(r["seeds_needed"])),
+    **STRENGTH,
     "verdict": ("verdict", lambda r: _short_verdict_text(r["verdict"])),
 }
 

@@ -15,7 +15,7 @@ from harness.errors import RunError
 from harness.evaluate import evaluate_checkpoint
 from harness.events import Silent
 from harness.options import RunOptions
-from harness.record import Record
+from harness.record import Record, unpack_mask
 from harness.size import size_of
 from harness.spec import load_spec, load_specs
 from harness.train import run
@@ -134,6 +134,10 @@ def test_every_variant_runs_what_its_spec_says_and_records_it(
     one_image = 100 / record.budget["test_images"]  # another layout's float rounding may flip a near tie
     assert rescored["test_acc"] == pytest.approx(record.test_acc, abs=one_image + 1e-9)
     assert rescored["spec_hash"] == record.spec_hash
+    for rule, bits in record.test_correct.items():  # the per-image results behind each rule's figure
+        correct = unpack_mask(bits, record.budget["test_images"])
+        assert 100 * correct.sum() / len(correct) == pytest.approx(record.test_acc_by_rule[rule], abs=1e-9)
+    assert set(record.test_correct) == {r for r in ("last-epoch", "best-val") if record.test_acc_by_rule[r] is not None}
     assert f"data: {record.data_source}" in record.deviations and "not the official" in record.data_source
     assert any(d.startswith(f"budget 'smoke': {record.budget['epochs']} of ") for d in record.deviations)
     if expected.train.distill is not None:

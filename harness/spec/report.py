@@ -12,6 +12,17 @@ from harness.spec.sections import NAME_PATTERN
 Split = Literal["cifar10-test", "validation", "validation-augmented", "kaggle-hidden", "train", "train-mixed", "n/a"]
 Selection = Literal["last-epoch", "best-epoch-test", "test-early-stop", "best-val", "unknown", "n/a"]
 TEST_SELECTION = ("best-epoch-test", "test-early-stop")  # selections made on the test set
+# A claim's code letters (table.CODES explains them): where it is stated, on what split, chosen how
+WHERE = (("appendix", "P"), ("abstract", "A"), ("table", "T"), ("readme", "R"))  # anything else: text, X
+SPLIT_CODE = {
+    "cifar10-test": "t",
+    "validation": "v",
+    "validation-augmented": "a",
+    "kaggle-hidden": "k",
+    "train": "r",
+    "train-mixed": "m",
+}
+SELECTION_CODE = {"last-epoch": "L", "best-epoch-test": "B", "test-early-stop": "E", "best-val": "V", "unknown": "?"}
 
 
 class Report(Section):
@@ -54,6 +65,13 @@ class Claim(Section):
     def describe(self) -> str:
         """The figure as written, where, on what split, chosen how."""
         return f"{self.text} ({'; '.join(self.stated_in)}; {self.split}; {self.selection})"
+
+    @property
+    def code(self) -> str:
+        """Where, on what split and chosen how, in three letters, e.g. `A/t/L`."""
+        first = self.stated_in[0].lower()
+        where = next((code for word, code in WHERE if first.startswith(word)), "X")
+        return f"{where}/{SPLIT_CODE.get(self.split, '-')}/{SELECTION_CODE.get(self.selection, '-')}"
 
     def summary(self) -> dict[str, Any]:
         """The claim's figure and protocol, for tables and JSON."""

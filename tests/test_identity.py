@@ -84,6 +84,18 @@ def test_cohorts_pool_seeds_and_kernel_settings_but_not_budgets_or_precision() -
         assert cohort_id(identity(dataclasses.replace(BASE, **other)).cohort) != cohort_id(base.cohort), other
 
 
+def test_the_budget_in_a_cohort_is_what_ran_not_the_profiles_name() -> None:
+    # report 003's ResNet-12 grid is 70 epochs: `short` asked for 70 epochs on all images is the full budget
+    # (one cohort with `full`), and `full` cut to 5 epochs is not (the issue's `--profile full --epochs 5`)
+    full = identity(RunOptions(profile="full"))
+    long_short = identity(RunOptions(profile="short", epochs=70))
+    cut_full = identity(RunOptions(profile="full", epochs=5))
+    assert full.full_budget and long_short.full_budget and not cut_full.full_budget
+    assert cohort_id(long_short.cohort) == cohort_id(full.cohort) and long_short.run_id != full.run_id
+    assert comparison_key(cut_full.cohort) != comparison_key(full.cohort)
+    assert comparison_key(cut_full.cohort) == comparison_key(identity(RunOptions(profile="short", epochs=5)).cohort)
+
+
 def test_entries_compare_at_the_full_budget_whatever_their_epochs() -> None:
     full_a = identity(RunOptions(profile="full"), R10, "resnet10-onecycle").cohort
     full_b = identity(RunOptions(profile="full"), R4323, "as-coded").cohort

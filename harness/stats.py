@@ -109,10 +109,13 @@ def seeds_needed(gap: float, std: float) -> int | None:
     if std <= 0 or gap == 0:
         return None
     effect = abs(gap) / std
-    for n in range(2, MAX_SEEDS + 1):
-        if power(n, effect) >= POWER:
-            return n
-    return None
+    if power(MAX_SEEDS, effect) < POWER:
+        return None
+    low, high = 1, MAX_SEEDS  # power grows with n: the first n that reaches POWER, by bisection
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if power(middle, effect) >= POWER else (middle, high)
+    return high
 
 
 @dataclass(frozen=True)

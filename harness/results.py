@@ -116,4 +116,6 @@ def _csv_cell(value: Any) -> Any:
         if value and isinstance(value[0], dict):  # claims
             return "; ".join(f"{c['text']} ({'/'.join(c['stated_in'])}; {c['split']}; {c['selection']})" for c in value)
         return ";".join(str(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):  # else pandas makes a column with gaps float
+        return str(value)
     return value

@@ -306,6 +306,9 @@ def test_every_accuracy_claim_is_judged_under_its_own_rule(capsys, results: Path
     cells = [c.strip() for c in first.split("|")[1:-1]]
     assert cells[:4] == ["dmsresnet/as-coded *", "kd-acc (headline): 96.14", "last-epoch: 96.10±0.10 (3)", "-0.04"]
     assert cells[-1] == "reproduced" and cells[-2] == str(by_id["kd-acc"]["seeds_needed"])
+    assert main(["table", "--results", str(results), "--no-latency", "--claims", "--format", "csv"]) == 0
+    parsed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(parsed) == len(claims) and parsed[0]["seeds_needed"] == str(by_id["kd-acc"]["seeds_needed"])
 
 
 def test_audit_command(capsys) -> None:

@@ -3,13 +3,14 @@
 A run's *identity* is every setting that changes its numbers or the contents of its record: the recipe
 (spec hash: every value it resolves to), the harness's results version, protocol, seed, budget, data,
 device type, precision, layout, augmentation path, compile, deterministic kernels, test tracking,
-robustness scoring and a given teacher checkpoint. Two runs with
-one identity are the same run: the record and checkpoints are named by it, and a finished record is
+robustness scoring and a given teacher checkpoint. Two runs with one identity are the same run: the
+record and checkpoints are named by it, and a finished record is
 reused only for exactly it. A run's *cohort* is the part of its identity that decides what its accuracy
 estimates: runs of one cohort (differing in seed, or in settings that only change kernels' arithmetic or
 what else the record holds) are pooled into one mean, one sample per seed; nothing else is ever pooled,
 compared or judged together. The budget in a cohort is what was run (epochs and images, and whether
-that is the spec's own), never the profile's name. Table, compare, plot and sweep all read these two definitions from here.
+that is the spec's own), never the profile's name. Table, compare, plot and sweep all read these two
+definitions from here.
 """
 
 from __future__ import annotations

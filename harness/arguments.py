@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.budget import PROFILES
+from harness.train.request import PROFILES
 
 EXIT_USAGE = 2
 DEFAULT_SPECS = "reproductions"
@@ -282,7 +282,7 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
 
 def run_options(args: argparse.Namespace, **chosen: Any) -> Any:
     """The RunOptions of `run` or `sweep`, from the arguments they share and those one of them adds."""
-    from harness.options import RunOptions
+    from harness.train.request import RunOptions
 
     shared = ("profile", "epochs", "subset", "data", "device", "precision", "track_test", "robustness")
     own = ("seed", "resume", "deterministic", "workers", "teacher_checkpoint", "protocol", "augment", "compile")

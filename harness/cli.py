@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.arguments import DEFAULT_SPECS, build_parser, run_options
-from harness.errors import HarnessError
+from harness.common.errors import HarnessError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SPEED_IMAGES = 8192  # enough distinct images for every timed loop; the naive path keeps them as PIL
@@ -107,8 +107,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from harness.console import ConsoleEvents
-    from harness.measure import measure_rows, render_measure
+    from harness.common.console import ConsoleEvents
+    from harness.measure.summary import measure_rows, render_measure
 
     rounds = None if args.no_latency else args.rounds
     events = ConsoleEvents(after_s=2.0, messages_on_stderr=True)
@@ -129,13 +129,13 @@ def default_profile(device_type: str) -> tuple[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.console import ConsoleEvents
-    from harness.runtime import resolve_device
+    from harness.common.console import ConsoleEvents
+    from harness.common.device import resolve_device
     from harness.spec import load_spec
-    from harness.train import run
+    from harness.train.loop import run
 
     spec = load_spec(args.spec)  # a protocol file here is an error, not skipped as in globs
-    from harness.threads import apply_threads
+    from harness.common.device import apply_threads
 
     defaulted = ""
     if args.profile is None:
@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.console import note
+    from harness.common.console import note
     from harness.sweep import (
         Pace,
         SweepRequest,
@@ -211,13 +211,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_speed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from harness.console import note
-    from harness.data import load_cifar10
-    from harness.options import resolve_layout
-    from harness.runtime import Runtime, resolve_device
+    from harness.common.console import note
+    from harness.common.device import Runtime, apply_threads, resolve_device
+    from harness.data.cifar10 import load_cifar10
+    from harness.measure.speed import SpeedSetup, measure_speed, speed_text
     from harness.spec import load_spec
-    from harness.speed import SpeedSetup, measure_speed, speed_text
-    from harness.threads import apply_threads
+    from harness.train.request import resolve_layout
 
     spec = load_spec(args.spec)
     variant = spec.variant(args.variant).name
@@ -244,7 +243,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
 def _inputs(args: argparse.Namespace) -> Any:
     """The specs, the common protocol and the records of table, plot and compare (results.gather)."""
-    from harness.results import gather
+    from harness.results.dataframe import gather
 
     inputs = gather(args.specs, args.results, args.common)
     for problem in inputs.problems:
@@ -254,8 +253,8 @@ def _inputs(args: argparse.Namespace) -> Any:
 
 def _board(args: argparse.Namespace, inputs: Any) -> list[dict[str, Any]]:
     """The leaderboard rows, with a progress bar when building them means counting or timing networks."""
-    from harness.console import ConsoleEvents
-    from harness.table import rows
+    from harness.common.console import ConsoleEvents
+    from harness.results.table import rows
 
     latency = "none" if args.no_latency else ("measure" if args.latency else "cached")
     total = sum(len(spec.variants) for spec in inputs.specs)
@@ -264,8 +263,8 @@ def _board(args: argparse.Namespace, inputs: Any) -> list[dict[str, Any]]:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from harness.results import leaderboard_frame, to_csv, to_json
-    from harness.table import claim_rows, render, render_claims
+    from harness.results.dataframe import leaderboard_frame, to_csv, to_json
+    from harness.results.table import claim_rows, render, render_claims
 
     board = _board(args, _inputs(args))
     if args.claims:
@@ -279,7 +278,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from harness.audit import audit_text
+    from harness.results.audit import audit_text
 
     for spec in _load(args.specs):
         for name in [spec.variant(args.variant).name] if args.variant else list(spec.variants):
@@ -288,9 +287,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from harness.console import ConsoleEvents
-    from harness.evaluate import evaluate_checkpoint, evaluation_text
-    from harness.threads import apply_threads
+    from harness.common.console import ConsoleEvents
+    from harness.common.device import apply_threads
+    from harness.measure.evaluation import evaluate_checkpoint, evaluation_text
 
     events = ConsoleEvents(after_s=2.0, messages_on_stderr=True, preface=apply_threads(args.threads))
     result = evaluate_checkpoint(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions, events)
@@ -299,7 +298,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from harness.plot import learning_curves, pareto_plots
+    from harness.results.plot import learning_curves, pareto_plots
 
     inputs = _inputs(args)
     board = _board(args, inputs)
@@ -309,7 +308,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare, compare_text, entry_runs
+    from harness.results.compare import compare, compare_text, entry_runs
     from harness.spec import load_protocol
 
     inputs = _inputs(args)  # no leaderboard: compare needs no sizes, timings or audit

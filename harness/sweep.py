@@ -19,17 +19,15 @@ from typing import Any
 import submitit
 from tabulate import tabulate
 
-from harness.budget import make_budget
-from harness.console import PlainEvents
-from harness.data import load_cifar10
-from harness.errors import RunError
-from harness.options import RunOptions, identify
-from harness.record import Record, find_record
-from harness.registry import did_you_mean
-from harness.runtime import resolve_device
+from harness.common.console import PlainEvents
+from harness.common.device import resolve_device, usable_cores
+from harness.common.errors import RunError
+from harness.common.registry import did_you_mean
+from harness.data.cifar10 import load_cifar10
+from harness.results.record import Record, find_record
 from harness.spec import Spec, load_spec, resolve_protocol, with_protocol
-from harness.threads import usable_cores
-from harness.train import run
+from harness.train.loop import run
+from harness.train.request import RunOptions, identify, make_budget
 
 POLL_SECONDS = 2.0
 

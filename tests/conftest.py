@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.threads import usable_cores  # no PyTorch import: the settings below still come first
+from harness.common.device import usable_cores  # no PyTorch import: the settings below still come first
 
 # As the CLI does for training (harness/cli.py), before PyTorch loads: OpenMP threads sleep rather than
 # spin, so the suite holds up when other processes load the CPUs. `make bench` (HARNESS_BENCH_ROUNDS)
@@ -65,7 +65,7 @@ def broken_spec(spec_copy) -> Path:
 def jpeg_archive() -> Path:
     """The real-image CIFAR-10 copy beside the project, decoded once per session into a private cache."""
     assert JPEG_ARCHIVE.exists(), f"the tests need {JPEG_ARCHIVE} (see ../shared/README.md)"
-    from harness.data import load_cifar10
+    from harness.data.cifar10 import load_cifar10
 
     load_cifar10(JPEG_ARCHIVE)  # decode now, so that tests time their own work only
     return JPEG_ARCHIVE

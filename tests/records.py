@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.identity import RESULTS_VERSION, Identity
+from harness.results.identity import RESULTS_VERSION, Identity
 from harness.spec import Spec, load_protocol, load_specs, with_protocol
 from tests.conftest import COMMON, SPEC_FILES
 

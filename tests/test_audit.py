@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.audit import FLAGS, audit, consistent
+from harness.results.audit import FLAGS, audit, consistent
 from harness.spec import load_spec
 from tests.conftest import SPECS_DIR
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from harness.augment import OPS, Pipeline
+from harness.data.augment import OPS, Pipeline
 from harness.spec import load_specs
 from tests.conftest import SPEC_FILES
 
@@ -67,7 +67,7 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 @pytest.fixture(scope="module")
 def images(jpeg_archive: Path) -> torch.Tensor:
-    from harness.data import load_cifar10
+    from harness.data.cifar10 import load_cifar10
 
     data = load_cifar10(jpeg_archive)
     pick = np.random.default_rng(0).choice(len(data.test_x), 16, replace=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.budget import BudgetError, compress, make_budget
 from harness.spec import load_spec
+from harness.train.request import BudgetError, compress, make_budget
 from tests.conftest import SPECS_DIR
 
 
@@ -97,7 +97,7 @@ def test_a_batch_stepped_horizon_scales_with_the_steps_the_budget_takes() -> Non
     ],
 )
 def test_data_smaller_than_the_split_and_budget_is_refused(train_count: int, test_count: int, message: str) -> None:
-    from harness.budget import check_fits
+    from harness.train.request import check_fits
 
     r = recipe("dmsresnet")
     with pytest.raises(BudgetError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import checkpoint
+from harness.train import checkpoint
 
 
 def state(value: float) -> dict:

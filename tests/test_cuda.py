@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.events import Silent
-from harness.options import RunOptions
+from harness.common.events import Silent
 from harness.spec import load_spec
-from harness.train import run
+from harness.train.loop import run
+from harness.train.request import RunOptions
 from tests.conftest import SPECS_DIR
 
 pytestmark = [
@@ -34,8 +34,8 @@ R10 = load_spec(SPECS_DIR / "resnet10.toml")
 def test_batched_augmentation_on_the_device_draws_torchvisions_distribution(jpeg_archive: Path, name: str) -> None:
     from scipy import stats
 
-    from harness.augment import Pipeline
-    from harness.data import load_cifar10
+    from harness.data.augment import Pipeline
+    from harness.data.cifar10 import load_cifar10
     from tests.test_augment_batched import CONFIGS, MEAN, REPEATS, STD, summary  # the CPU test's statistics
 
     data = load_cifar10(jpeg_archive)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from harness import data as data_module
-from harness.augment import Pipeline
-from harness.data import CLASSES, DataError, load_cifar10, split_indices
+from harness.data import cifar10 as data_module
+from harness.data.augment import Pipeline
+from harness.data.cifar10 import CLASSES, DataError, load_cifar10, split_indices
 
 
 def test_jpeg_archive_loads_labelled_as_not_official(jpeg_archive: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import size
+from harness.measure import size
 from harness.models.blocks import BLOCKS
 from harness.models.config import EXPANSION
 from harness.spec import load_spec

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.budget import make_budget
-from harness.events import Silent
-from harness.identity import cohort_id, comparison_key
-from harness.options import RunOptions, identify
+from harness.common.events import Silent
+from harness.results.identity import cohort_id, comparison_key
 from harness.spec import load_spec, resolve_protocol, with_protocol
-from harness.train import run
+from harness.train.loop import run
+from harness.train.request import RunOptions, identify, make_budget
 from tests.conftest import SPECS_DIR
 
 R10 = load_spec(SPECS_DIR / "resnet10.toml")

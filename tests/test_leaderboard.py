@@ -161,7 +161,7 @@ def _networks(report: str) -> int:
 
 def test_latency_columns_are_measured_once_and_cached(capsys, results: Path, monkeypatch, tmp_path: Path) -> None:
     # The cache's logic, not the clock: timing is replaced by a fake, so the test holds on a busy machine.
-    from harness.latency import Timing
+    from harness.measure.latency import Timing
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     calls: list[str] = []
@@ -170,7 +170,7 @@ def test_latency_columns_are_measured_once_and_cached(capsys, results: Path, mon
         calls.append(runtime.device.type)
         return Timing("cpu", 2, 3.0 + len(calls), 4.0, None, 20, 0)
 
-    monkeypatch.setattr("harness.latency.time_model", fake_timing)
+    monkeypatch.setattr("harness.measure.latency.time_model", fake_timing)
     plain = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1])]
     assert main(plain) == 0  # without --latency nothing is timed, and nothing is cached yet
     assert not calls and all(r["cpu_latency_ms_b1"] is None for r in json.loads(capsys.readouterr().out))
@@ -188,7 +188,7 @@ def test_latency_columns_are_measured_once_and_cached(capsys, results: Path, mon
 
 
 def test_a_busy_timing_is_never_cached(capsys, results: Path, monkeypatch, tmp_path: Path) -> None:
-    from harness.latency import Timing
+    from harness.measure.latency import Timing
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     calls: list[int] = []
@@ -197,7 +197,7 @@ def test_a_busy_timing_is_never_cached(capsys, results: Path, monkeypatch, tmp_p
         calls.append(1)
         return Timing("cpu", 2, 50.0, 60.0, None, 20, 0, other_cpu_use=0.8, busy=True)
 
-    monkeypatch.setattr("harness.latency.time_model", busy_timing)
+    monkeypatch.setattr("harness.measure.latency.time_model", busy_timing)
     args = ["table", "--results", str(results), "--format", "json", "--specs", str(SPEC_FILES[-1]), "--latency"]
     assert main(args) == 0 and main(args) == 0
     assert len(calls) == 2 * _networks("se-resnet3343")  # timed again each time: a busy figure is not kept
@@ -254,7 +254,7 @@ def test_compare_pairs_runs_image_by_image_where_seeds_are_too_few_for_welch(
     import numpy as np
     from scipy import stats
 
-    from harness.record import pack_mask
+    from harness.results.record import pack_mask
 
     monkeypatch.chdir(REPO)
     base = np.zeros(10_000, dtype=bool)
@@ -319,8 +319,8 @@ def test_audit_command(capsys) -> None:
 
 
 def test_a_latency_timed_on_a_busy_machine_is_marked(monkeypatch) -> None:
-    from harness import table as leaderboard
-    from harness.latency import Timing
+    from harness.measure.latency import Timing
+    from harness.results import table as leaderboard
 
     busy = Timing("cpu", 2, 50.0, 60.0, None, 20, 0, other_cpu_use=0.8, busy=True)
     monkeypatch.setattr(leaderboard, "cached_timing", lambda cfg, runtime: busy)
@@ -370,9 +370,9 @@ def test_a_claim_of_unknown_selection_says_so(capsys, tmp_path: Path, monkeypatc
     monkeypatch.chdir(REPO)
     spec = SPECS["dmsresnet"]
     unknown = next(c for c in spec.claims if c.selection == "unknown" and c.split == "cifar10-test")
-    from harness.record import Record
-    from harness.stats import summarize
-    from harness.verdict import evidence, verdict
+    from harness.results.record import Record
+    from harness.results.stats import summarize
+    from harness.results.verdict import evidence, verdict
 
     runs = evidence([Record.from_json(record("dmsresnet", "as-coded", 0, unknown.value))])
     assert verdict(runs, unknown, summarize([unknown.value])) == "reproduced (1 seed) (selection unknown: clean figure)"
@@ -388,7 +388,7 @@ def test_records_of_older_harness_code_are_read_but_stale(capsys, tmp_path: Path
         del r["test_acc_by_rule"], r["identity"]
         r["report_rule"], r["schema"] = {"value": 97.0}, "harness.result/1"
     del runs[2]["identity"]["results_version"]
-    from harness.record import load_records
+    from harness.results.record import load_records
 
     loaded, problems = load_records(write(tmp_path, runs))
     assert not problems and [r.stale for r in loaded] == [True] * 3

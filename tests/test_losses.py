@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.losses import (
+from harness.spec import Distill, Mix
+from harness.train.step import (
     cutmix_box,
     distillation_term,
     mix_batch,
@@ -16,7 +17,6 @@ from harness.losses import (
     training_loss,
     unmixed,
 )
-from harness.spec import Distill, Mix
 
 
 def batch(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +101,7 @@ def test_label_smoothing_equals_002s_formula() -> None:
 
 def test_mixed_cross_entropy_weights_both_labels() -> None:
     logits, ya, yb = torch.randn(8, 10), torch.randint(0, 10, (8,)), torch.randint(0, 10, (8,))
-    from harness.losses import Mixed
+    from harness.train.step import Mixed
 
     got = mixed_cross_entropy(logits, Mixed(logits, ya, yb, 0.3, "mixup"), 0.0)
     assert got.item() == pytest.approx((0.3 * F.cross_entropy(logits, ya) + 0.7 * F.cross_entropy(logits, yb)).item())

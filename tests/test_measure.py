@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness.latency import time_model
+from harness.common.device import Runtime
+from harness.measure.latency import time_model
+from harness.measure.size import flop_counter_macs, fvcore_macs, size_of
 from harness.models import build_model
-from harness.runtime import Runtime
-from harness.size import flop_counter_macs, fvcore_macs, size_of
 from harness.spec import load_specs
 from tests.conftest import SPEC_FILES
 
@@ -81,7 +81,7 @@ def test_other_processes_using_the_cpus_are_seen() -> None:
     import sys
     import time
 
-    from harness.threads import other_cpu_use
+    from harness.common.device import other_cpu_use
 
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
@@ -97,7 +97,7 @@ def test_other_processes_using_the_cpus_are_seen() -> None:
 def test_a_busy_timing_is_not_cached(tmp_path, monkeypatch) -> None:
     import json
 
-    from harness.latency import Timing, cached_timing, store_timing
+    from harness.measure.latency import Timing, cached_timing, store_timing
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     cfg = load_specs(SPEC_FILES)[0][0].variant(None).recipe.model

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from harness.measure.size import size_of
 from harness.models import build_model, count_params
 from harness.models.blocks import Dropout
 from harness.models.config import CifarResNetConfig
-from harness.size import size_of
 from harness.spec import load_spec
 from tests.conftest import SPECS_DIR
 

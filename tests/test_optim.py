@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.optim import OPTIMIZERS, SCHEDULES, param_groups
 from harness.spec import load_spec
-from harness.step import build_optimizer, optimizer_step
+from harness.train.optim import OPTIMIZERS, SCHEDULES, param_groups
+from harness.train.step import build_optimizer, optimizer_step
 from tests.conftest import SPECS_DIR
 
 

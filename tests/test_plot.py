@@ -11,16 +11,9 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.text import Text
 
-from harness.identity import RESULTS_VERSION
-from harness.plot import (
-    BELOW_NOTE,
-    curves_figure,
-    entry_labels,
-    learning_curves,
-    pareto_figure,
-    pareto_plots,
-)
-from harness.record import Record
+from harness.results.identity import RESULTS_VERSION
+from harness.results.plot import BELOW_NOTE, curves_figure, entry_labels, learning_curves, pareto_figure, pareto_plots
+from harness.results.record import Record
 
 
 @pytest.fixture(autouse=True)

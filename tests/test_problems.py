@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Union
 import pytest
 from pydantic import Field, ValidationError
 
-from harness.schema import Section
+from harness.common.schema import Section
 from harness.spec.problems import Problem, all_keys, format_key, is_key_of, key_parts, problems_from
 from harness.spec.sections import Recipe
 

@@ -20,8 +20,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import train
 from harness.cli import main
+from harness.train import loop as train
 from tests.conftest import JPEG_ARCHIVE, SPEC_FILES
 
 EXAMPLES = int(os.environ.get("HARNESS_PROPERTY_EXAMPLES", "200"))
@@ -87,12 +87,12 @@ def _stub_training(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(train, "train_and_test", train_and_test)
 
-    from harness.latency import Timing
+    from harness.measure.latency import Timing
 
     def fake_timing(*_: Any, **__: Any) -> Timing:  # the clock is not part of these properties
         return Timing("cpu", 1, 1.0, 1.0, 1.0, 1, 1)
 
-    monkeypatch.setattr("harness.latency.time_model", fake_timing)
+    monkeypatch.setattr("harness.measure.latency.time_model", fake_timing)
     return seen
 
 

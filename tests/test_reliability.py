@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import checkpoint
 from harness.cli import main
-from harness.events import Silent
-from harness.options import RunOptions
+from harness.common.events import Silent
 from harness.spec import load_spec
-from harness.train import run
+from harness.train import checkpoint
+from harness.train.loop import run
+from harness.train.request import RunOptions
 from tests.conftest import COMMON, REPO, SPECS_DIR
 
 DMS = (SPECS_DIR / "dmsresnet.toml").read_text(encoding="utf-8")
@@ -251,7 +251,7 @@ def test_bad_arguments(
 
 
 def test_a_nan_loss_stops_the_run_and_is_recorded(jpeg_archive: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    from harness import step
+    from harness.train import step
 
     calls = {"n": 0, "armed": False}
     real = step.training_loss
@@ -311,9 +311,8 @@ def test_an_exploding_learning_rate_diverges_through_the_cli(jpeg_archive: Path,
 def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(jpeg_archive: Path, tmp_path: Path) -> None:
     spec = load_spec(SPECS_DIR / "resnet10.toml")
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
-    from harness.budget import make_budget
-    from harness.data import load_cifar10
-    from harness.options import identify
+    from harness.data.cifar10 import load_cifar10
+    from harness.train.request import identify, make_budget
 
     variant = spec.variant("resnet12-grid")
     budget = make_budget(variant.recipe, "smoke", None, 64)

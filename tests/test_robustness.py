@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.events import Silent
-from harness.options import RunOptions
-from harness.robustness import CORRUPTIONS, PARAMETERS, corrupt
+from harness.common.events import Silent
+from harness.data.corrupt import CORRUPTIONS, PARAMETERS, corrupt
 from harness.spec import load_spec
-from harness.train import run
+from harness.train.loop import run
+from harness.train.request import RunOptions
 from tests.conftest import SPECS_DIR
 
 

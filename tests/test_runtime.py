@@ -15,15 +15,15 @@ import pytest
 import torch
 from torch import nn
 
-from harness import context
-from harness.augment import Pipeline
-from harness.events import Silent
-from harness.options import RunOptions
-from harness.runtime import CUDA_ONLY, CUDA_READBACK_EVERY, Runtime
-from harness.source import TrainSource
+from harness.common.device import CUDA_ONLY, CUDA_READBACK_EVERY, Runtime
+from harness.common.events import Silent
+from harness.data.augment import Pipeline
+from harness.data.cifar10 import TrainingImages
 from harness.spec import load_spec
-from harness.step import build_optimizer
-from harness.train import run
+from harness.train import request as context
+from harness.train.loop import run
+from harness.train.request import RunOptions
+from harness.train.step import build_optimizer
 from tests.conftest import SPECS_DIR
 
 R10 = load_spec(SPECS_DIR / "resnet10.toml")
@@ -52,7 +52,7 @@ def _with_runtime(monkeypatch: pytest.MonkeyPatch, **settings: object) -> None:
 
 
 def test_a_nan_is_caught_at_the_next_read_back_every_10_steps(jpeg_archive: Path, tmp_path: Path, monkeypatch) -> None:
-    from harness import step
+    from harness.train import step
 
     _with_runtime(monkeypatch, readback_every=CUDA_READBACK_EVERY)
     calls = {"n": 0}
@@ -104,7 +104,7 @@ def test_pinned_copies_on_the_cpu_give_the_same_batches() -> None:
     pipeline = Pipeline(R10.variant("resnet12-grid").recipe.augment.train, (0.5,) * 3, (0.25,) * 3)
     batches = []
     for pinned in (False, True):
-        source = TrainSource(images, labels, pipeline, "torchvision", Runtime(CPU, pin_memory=pinned))
+        source = TrainingImages(images, labels, pipeline, "torchvision", Runtime(CPU, pin_memory=pinned))
         torch.manual_seed(0)  # the per-sample transforms draw from the global generator
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # without an accelerator PyTorch says it pins nothing

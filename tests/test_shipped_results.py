@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 
+from harness.measure.size import size_of
 from harness.models import MODELS
-from harness.record import SELECT_RULE, Record, load_records
-from harness.size import size_of
+from harness.results.record import SELECT_RULE, Record, load_records
+from harness.results.table import rows
 from harness.spec import as_tuples
-from harness.table import rows
 from tests.conftest import REPO
 from tests.records import SPECS
 

@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
-from harness.stats import judge, mcnemar, power, seeds_needed, strength, summarize, welch
+from harness.results.stats import judge, mcnemar, power, seeds_needed, strength, summarize, welch
 
 
 def test_summary_of_three_seeds_by_hand() -> None:

@@ -9,9 +9,9 @@ import stat
 from pathlib import Path
 
 from harness.cli import main
-from harness.options import RunOptions
 from harness.spec import load_spec, load_specs
 from harness.sweep import RunJob, Task, make_executor, plan
+from harness.train.request import RunOptions
 from tests.conftest import SPEC_FILES, SPECS_DIR
 
 

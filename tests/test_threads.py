@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.threads import choose_threads, usable_cores
+from harness.common.device import choose_threads, usable_cores
 from tests.conftest import SPECS_DIR
 
 

@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import checkpoint
-from harness.budget import compress, make_budget
-from harness.errors import RunError
-from harness.evaluate import evaluate_checkpoint
-from harness.events import Silent
-from harness.options import RunOptions
-from harness.record import Record, unpack_mask
-from harness.size import size_of
+from harness.common.errors import RunError
+from harness.common.events import Silent
+from harness.measure.evaluation import evaluate_checkpoint
+from harness.measure.size import size_of
+from harness.results.record import Record, unpack_mask
 from harness.spec import load_spec, load_specs
-from harness.train import run
+from harness.train import checkpoint
+from harness.train.loop import run
+from harness.train.request import RunOptions, compress, make_budget
 from tests.conftest import REFERENCE_FILES, SPEC_FILES, SPECS_DIR
 
 RESNET10 = SPECS_DIR / "resnet10.toml"
@@ -160,7 +159,7 @@ def test_best_val_takes_the_later_of_tied_epochs_and_survives_a_resume(
 ) -> None:
     # 003's loop keeps a checkpoint when validation accuracy is >= the best so far: of two tied epochs the
     # later wins. Epochs 1 and 2 (0-based) tie at 60%: the selected model is epoch 2's, also after a resume.
-    from harness import train
+    from harness.train import loop as train
 
     spec = load_spec(RESNET10)  # resnet12-grid selects the best validation epoch
     options = RunOptions(profile="smoke", epochs=4, subset=64, data=str(jpeg_archive), device="cpu", deterministic=True)

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.identity import cohort_id
-from harness.record import Record
-from harness.stats import summarize
-from harness.table import rows
-from harness.verdict import cohorts, evidence
+from harness.results.identity import cohort_id
+from harness.results.record import Record
+from harness.results.stats import summarize
+from harness.results.table import rows
+from harness.results.verdict import cohorts, evidence
 from tests.conftest import REPO
 from tests.records import SPECS, record_json
 from tests.test_properties import EXAMPLES

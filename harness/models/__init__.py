@@ -1,4 +1,5 @@
-"""The model registry: an `arch` name -> its config section and builder."""
+"""Stage 3, models. Takes a recipe's `[model]` section; gives the network (resnet.py, from blocks.py
+and init.py). This file is the model registry: an `arch` name -> its config section and builder."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.common.registry import Registry
+from harness.common.schema import Section
 from harness.models.config import CifarResNetConfig
-from harness.registry import Registry
-from harness.schema import Section
 
 if TYPE_CHECKING:
     from torch import nn

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from harness.common.schema import Section
 from harness.models.init import INITS
-from harness.schema import Section
 
 EXPANSION = {"basic": 1, "bottleneck": 4, "preact_basic": 1, "preact_bottleneck": 4}  # = blocks.BLOCKS[b].expansion
 Fraction = float  # documented alias: a probability in [0, 1)
@@ -76,7 +76,7 @@ class CifarResNetConfig(Section):
         if self.shortcut_kernel % 2 == 0:
             found.append(("shortcut_kernel", f"must be odd so that padding keeps the size, got {self.shortcut_kernel}"))
         if self.init not in INITS:
-            from harness.registry import did_you_mean
+            from harness.common.registry import did_you_mean
 
             found.append(("init", f"unknown init scheme {self.init!r}{did_you_mean(self.init, INITS.names())}"))
         se_channels = ([self.stem_width] if "stem" in self.se_sites else []) + (

@@ -1,4 +1,4 @@
-"""One CIFAR ResNet builder: the five reports' networks, Thakur et al.'s base, 000's teacher, ResNet-18,
+"""One CIFAR ResNet builder: the five reports' networks, Thakur et al.'s base, report 000's teacher, ResNet-18,
 and the field's other standard forms (pre-activation and wide ResNets, option A shortcuts).
 
 The five reports' blocks are all post-activation (conv-BN-ReLU-conv-BN, [SE], add, ReLU); blocks.py holds

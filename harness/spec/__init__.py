@@ -1,4 +1,6 @@
-"""Specs: one TOML file per report -> validated, frozen, hashable variants.
+"""Stage 1, specs. Takes one TOML file per report (and protocol files); gives validated, frozen, hashable
+variants, each a recipe with its claims. Names in a spec are checked against the registries of the stages
+they configure (models, augmentation ops, optimizers and schedules).
 
 - sections.py: the training-facing sections (model, data, augment, train, eval), shared by report specs
   and protocol files, and the recipe hash;

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.registry import did_you_mean
+from harness.common.registry import did_you_mean
 from harness.spec.problems import Problem, SpecError, problems_from
 from harness.spec.report import Claim, Header, Report
 from harness.spec.sections import RECIPE_KEYS, Recipe, content_hash, recipe_hash

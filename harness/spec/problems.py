@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 
 from pydantic import BaseModel, ValidationError
 
-from harness.errors import HarnessError
-from harness.registry import did_you_mean
+from harness.common.errors import HarnessError
+from harness.common.registry import did_you_mean
 
 DISCRIMINATORS = ("arch", "op", "name")  # the keys that pick a registry entry
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from harness.schema import Section
+from harness.common.schema import Section
 from harness.spec.loader import Spec, Variant, as_tuples, is_protocol_file  # noqa: F401 - re-exported
 from harness.spec.problems import Problem, SpecError, problems_from
 from harness.spec.report import Deviation
@@ -84,4 +84,5 @@ def with_protocol(spec: Spec, variant: Variant, protocol: Protocol | None) -> Va
         recipe=recipe,
         role=spec.role(variant.name),
         spec_hash=recipe_hash(recipe, f"protocol:{protocol.name}"),
+        protocol=protocol.name,
     )

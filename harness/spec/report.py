@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from harness.schema import Section
+from harness.common.schema import Section
 from harness.spec.sections import NAME_PATTERN
 
 Split = Literal["cifar10-test", "validation", "validation-augmented", "kaggle-hidden", "train", "train-mixed", "n/a"]
@@ -28,7 +28,7 @@ SELECTION_CODE = {"last-epoch": "L", "best-epoch-test": "B", "test-early-stop": 
 class Report(Section):
     """`[report]`: where the claims come from."""
 
-    id: str = Field(pattern=r"^[a-z0-9-]{1,40}$", description="000-004 for the seed reports; any short name else")
+    id: str = Field(pattern=r"^[a-z0-9-]{1,40}$", description="000 to 004 for the seed reports; any short name else")
     name: str = Field(pattern=NAME_PATTERN)
     title: str = Field(min_length=1)
     authors: tuple[str, ...] = Field(min_length=1)

@@ -12,29 +12,24 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from harness.augment import OPS
-from harness.cifar10 import CLASSES, IMAGE_SIZE, SPLIT_SIZES
+from harness.common.schema import Optional, Section
+from harness.data.augment import OPS
+from harness.data.cifar10 import CLASSES, IMAGE_SIZE, SPLIT_SIZES
 from harness.models import MODELS
-from harness.optim import OPTIMIZERS, SCHEDULES
-from harness.registry import Registry
-from harness.schema import Optional, Section
+from harness.train.optim import OPTIMIZERS, SCHEDULES
 
 
-def _dispatch(registry: Registry[type[Section]], tag: str) -> Any:
+def _dispatch(sections: list[type[Section]], tag: str) -> Any:
     """A union of a registry's sections, told apart by the `tag` key (e.g. `name = "sgd"`)."""
-    members = tuple(registry[name] for name in registry.names())
-    if len(members) == 1:
-        return members[0]
-    return Annotated[Union[members], Field(discriminator=tag)]  # noqa: UP007 - a runtime tuple
+    if len(sections) == 1:
+        return sections[0]
+    return Annotated[Union[tuple(sections)], Field(discriminator=tag)]  # noqa: UP007 - a runtime tuple
 
 
-_MODEL_CONFIGS = Registry[type[Section]]("model")
-for _name, _entry in MODELS.items():
-    _MODEL_CONFIGS.register(_name)(_entry.config)
-ModelSection = _dispatch(_MODEL_CONFIGS, "arch")
-OpSection = _dispatch(OPS, "op")
-OptimizerSection = _dispatch(OPTIMIZERS, "name")
-ScheduleSection = _dispatch(SCHEDULES, "name")
+ModelSection = _dispatch([entry.config for _, entry in MODELS.items()], "arch")
+OpSection = _dispatch([op for _, op in OPS.items()], "op")
+OptimizerSection = _dispatch([section for _, section in OPTIMIZERS.items()], "name")
+ScheduleSection = _dispatch([section for _, section in SCHEDULES.items()], "name")
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 MAX_EPOCHS = 100_000  # far beyond any recipe: a larger count is a typo, not a plan
@@ -76,7 +71,7 @@ class Lookahead(Section):
 
     first_sync: when the slow weights are taken. "after-step-k" is timm's Lookahead (slow weights from
     the weights after step k, syncs after steps k, 2k, ...). "after-step-1" is the lookahead.py of
-    Thakur et al. that 000 and its teacher paste (slow weights from the weights after step 1, syncs after
+    Thakur et al. that report 000 and its teacher paste (slow weights from the weights after step 1, syncs after
     steps 1, 1 + k, 1 + 2k, ...).
     """
 
@@ -86,7 +81,7 @@ class Lookahead(Section):
 
 
 class Mix(Section):
-    """Batch mixing: mixup, cutmix, or a per-batch choice between them (002)."""
+    """Batch mixing: mixup, cutmix, or a per-batch choice between them (report 002)."""
 
     mode: Literal["mixup", "cutmix", "mixup_or_cutmix"]
     mixup_alpha: float = Field(1.0, gt=0)

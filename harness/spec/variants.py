@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.registry import did_you_mean
+from harness.common.registry import did_you_mean
 from harness.spec.problems import DISCRIMINATORS, Problem, all_keys, depth, is_key_of, key_parts, problems_from
 from harness.spec.report import VARIANT_META_KEYS, Deviation, VariantMeta
 from harness.spec.sections import RECIPE_KEYS, Recipe
@@ -27,6 +27,7 @@ class Variant:
     role: str = "model"
     spec_hash: str = ""
     teacher: tuple[Path, str] | None = None
+    protocol: str = "own"  # the declared `[protocol] name` whose recipe replaced the report's, or own
 
 
 def build_variant(

@@ -11,8 +11,8 @@ import os
 import pytest
 import torch
 
+from harness.measure.size import size_of
 from harness.models import build_model
-from harness.size import size_of
 from harness.spec import load_specs
 from tests.conftest import SPEC_FILES
 

@@ -1,0 +1,231 @@
+"""What training costs: FLOPs of a training step, timed probe steps, estimates of a whole recipe, and
+what a run will cost, said before it starts.
+
+The run's estimate times the recipe's real training step (its batch size, optimizer, augmentation and
+teacher) and its evaluation on a probe model, for the epochs left; when a teacher must be trained first,
+it gives both runs' times and their sum. tests/test_train.py holds every spec's estimate to the rate its
+run then achieves. The GPU figure comes from a rate measured by `make gpu-check` when
+harness/measure/gpu_rates.json holds one (with its device and date); until then it is an assumption,
+labelled as one: an H100's dense bf16 peak at an assumed utilisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from harness.common.device import Runtime, device_name
+from harness.data.corrupt import CORRUPTIONS, SEVERITIES
+from harness.measure.size import size_of
+from harness.models import build_model
+from harness.train.step import accuracy, make_step, mixing_this_epoch, phase_at, seed_epoch, test_transform
+
+if TYPE_CHECKING:
+    from harness.data.cifar10 import TrainingImages
+    from harness.spec import Spec, Variant
+    from harness.train.request import RunContext
+    from harness.train.step import TrainStep
+
+
+H100_BF16_FLOPS = 989e12  # dense bf16 tensor-core peak of an H100 SXM
+H100_ASSUMED_MFU = 0.25  # small 32x32 CNNs in plain PyTorch keep an H100 partly busy: an assumption, stated
+# Eager PyTorch launches every kernel of a step from Python (a few hundred for these networks' forward,
+# backward and optimizer, some microseconds each): a step cannot take less than this on any GPU however few
+# its FLOPs. An assumption until make gpu-check measures a rate, stated with every estimate it bounds.
+GPU_STEP_FLOOR_S = 0.003
+GPU_RATES = Path(__file__).with_name("gpu_rates.json")  # written by `make gpu-check`, committed with its provenance
+
+
+@dataclass(frozen=True)
+class GpuRate:
+    """Training FLOP/s on a GPU and where that figure comes from (a measurement, or the stated assumption)."""
+
+    flops_per_s: float
+    device: str
+    basis: str
+
+
+def gpu_rate(key: str, flops_per_image: float, rates_file: Path = GPU_RATES) -> GpuRate:
+    """The measured rate of this spec/variant, else the median measured FLOP/s, else the H100 assumption."""
+    measured = json.loads(rates_file.read_text(encoding="utf-8")) if rates_file.is_file() else {}
+    if "dry-run" not in measured.get("source", "dry-run"):  # a CPU dry run's figures are never a GPU's
+        where = f"measured by make gpu-check on {measured['device']}, {measured['date']}"
+        if key in measured["img_s"]:
+            return GpuRate(measured["img_s"][key] * flops_per_image, measured["device"], where)
+        if measured.get("flops_per_s"):
+            return GpuRate(measured["flops_per_s"], measured["device"], f"{where}, from the other recipes' FLOP/s")
+    assumed = H100_BF16_FLOPS * H100_ASSUMED_MFU
+    basis = f"assumed: {H100_ASSUMED_MFU:.0%} of an H100's {H100_BF16_FLOPS / 1e12:.0f} TFLOP/s bf16 peak; no GPU rate measured yet"
+    return GpuRate(assumed, "H100", basis)
+
+
+def probe_batch(batch: int, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images (in the run's layout) and labels for timing and counting: no data needed."""
+    return runtime.images(torch.randn(batch, 3, 32, 32)), torch.randint(0, 10, (batch,), device=runtime.device)
+
+
+def probe_loss(
+    model: nn.Module, teacher: nn.Module | None, x: torch.Tensor, y: torch.Tensor, runtime: Runtime
+) -> torch.Tensor:
+    """The compute of one training step short of backward: the model's loss and the teacher's forward."""
+    with runtime.autocast_context():
+        loss = nn.functional.cross_entropy(model(x).float(), y)
+        if teacher is not None:
+            with torch.inference_mode():
+                teacher(x)
+    return loss
+
+
+def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, runtime: Runtime) -> float:
+    """FLOPs of one training step (student forward and backward, teacher forward) per image."""
+    x, y = probe_batch(batch, runtime)
+    with FlopCounterMode(display=False) as counter:
+        probe_loss(model, teacher, x, y, runtime).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
+def full_recipe_estimate(recipe: Any, key: str, flops_per_image: float, images_per_s: float) -> dict[str, Any]:
+    """Hours for the spec's full recipe here (at the measured rate) and on a GPU: its FLOPs at the GPU's
+    rate (see `gpu_rate`; the teacher's forward included in `flops_per_image`), and never less than
+    GPU_STEP_FLOOR_S a step."""
+    train_images = recipe.data.train_size
+    total_images = recipe.train.epochs * train_images
+    steps = recipe.train.epochs * -(-train_images // recipe.train.batch_size)
+    gpu = gpu_rate(key, flops_per_image)
+    by_flops = total_images * flops_per_image / gpu.flops_per_s
+    floor = steps * GPU_STEP_FLOOR_S
+    basis = gpu.basis
+    if floor > by_flops:
+        basis += f"; {steps:,} steps at the assumed floor of {GPU_STEP_FLOOR_S * 1e3:.0f} ms a step"
+    return {
+        "epochs": recipe.train.epochs,
+        "train_images": train_images,
+        "steps": steps,
+        "hours_here": total_images / images_per_s / 3600,
+        "hours_gpu": max(by_flops, floor) / 3600,
+        "gpu_device": gpu.device,
+        "gpu_basis": basis,
+    }
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+WARMUP_STEPS, TIMED_STEPS = 1, 1  # real steps at the recipe's batch size: the first pays for kernel selection
+TEST_PASSES = 2  # the test set is scored once per selection rule (last epoch, best validation epoch)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float  # the epochs left, their evaluations, and the final tests
+    epochs: int  # epochs left
+    train_img_s: float
+    eval_img_s: float
+
+
+class _Unscheduled:
+    """A probe's scheduler: the rate stays put (the probe's steps are not the run's)."""
+
+    def step(self) -> None:
+        pass
+
+
+_RATES: dict[str, tuple[float, float]] = {}  # run id -> rates: a teacher's plan and its run time each once
+
+
+def estimate_run(ctx: RunContext, teacher: nn.Module | None, start_epoch: int) -> Estimate:
+    """Time the run's real step and its scoring on a probe of its own (the run's model is untouched)."""
+    if ctx.identity.run_id not in _RATES:
+        model, step, source = make_step(ctx, teacher)
+        step = dataclasses.replace(step, scheduler=_Unscheduled())  # a 1-step schedule refuses a second step
+        _RATES[ctx.identity.run_id] = (_train_rate(ctx, step, source), _eval_rate(ctx, model))
+    train_rate, eval_rate = _RATES[ctx.identity.run_id]
+    splits, identity = ctx.splits, ctx.identity
+    per_epoch = (
+        len(splits.train) / train_rate
+        + (len(splits.val) + (len(splits.test) if identity.track_test else 0)) / eval_rate
+    )
+    passes = TEST_PASSES + (len(CORRUPTIONS) * len(SEVERITIES) if identity.robustness else 0)
+    epochs = ctx.recipe.train.epochs - start_epoch
+    return Estimate(epochs * per_epoch + passes * len(splits.test) / eval_rate, epochs, train_rate, eval_rate)
+
+
+def _train_rate(ctx: RunContext, step: TrainStep, source: TrainingImages) -> float:
+    """Images per second of whole training steps, batches and their augmentation included."""
+    recipe, runtime = ctx.recipe, ctx.runtime
+    rng, gen, aug_gen = seed_epoch(ctx.identity.seed, 0, runtime.device)  # fit() reseeds every epoch
+    mixing = mixing_this_epoch(recipe.train.mix, phase_at(recipe, 0)[1], rng)
+    batches = source.batches(recipe.train.batch_size, gen, aug_gen)
+    images, seconds = 0, 0.0
+    for i in range(WARMUP_STEPS + TIMED_STEPS):
+        start = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:  # fewer batches than probe steps: start the epoch again
+            batches = source.batches(recipe.train.batch_size, gen, aug_gen)
+            batch = next(batches)
+        loss, _, _ = step(*batch, mixing, rng, gen)
+        loss.item()
+        if i >= WARMUP_STEPS:
+            images, seconds = images + len(batch[1]), seconds + time.perf_counter() - start
+    return images / max(seconds, 1e-9)
+
+
+def _eval_rate(ctx: RunContext, model: nn.Module) -> float:
+    """Images per second of scoring (the run's eval batch size and test transform)."""
+    images, labels = ctx.split("test")
+    batch = min(ctx.recipe.eval.batch_size, len(images))
+    transform = test_transform(ctx.recipe)
+    accuracy(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)  # warm-up
+    start = time.perf_counter()
+    accuracy(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)
+    return batch / max(time.perf_counter() - start, 1e-9)
+
+
+def estimate_line(ctx: RunContext, estimate: Estimate, teacher: nn.Module | None) -> str:
+    """`estimate: ...` before a run: the epochs left here, at the rates just measured (and, for a full
+    budget, the GPU figure with what it rests on: the student's step and the teacher's forward)."""
+    recipe, splits, device = ctx.recipe, ctx.splits, ctx.runtime.device
+    threads = torch.get_num_threads()
+    gpu = ""
+    if ctx.budget.is_full:
+        per_image = step_flops(build_model(recipe.model).to(device).train(), teacher, 4, ctx.runtime)
+        est = full_recipe_estimate(recipe, f"{ctx.spec.name}/{ctx.variant.name}", per_image, estimate.train_img_s)
+        gpu = f"; on an {est['gpu_device']} about {duration(est['hours_gpu'] * 3600)} ({est['gpu_basis']})"
+    return (
+        f"estimate: {estimate.epochs} epoch{'s' * (estimate.epochs != 1)} x {len(splits.train):,} images at {estimate.train_img_s:.0f} img/s "
+        f"({size_of(recipe.model).macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, "
+        f"{threads} thread{'s' * (threads != 1)}), scoring at {estimate.eval_img_s:.0f} img/s: about "
+        f"{duration(estimate.seconds)} [{ctx.budget.profile} budget]{gpu}"
+    )
+
+
+def teacher_plan(ctx: RunContext, teacher_spec: Spec, teacher_variant: Variant) -> str:
+    """What training the teacher first adds: its run's time and the student's, timed here, and their sum."""
+    from harness.results.record import find_record
+    from harness.train.request import prepare
+
+    options = dataclasses.replace(ctx.options, teacher_checkpoint=None, track_test=None, robustness=None)
+    teacher_ctx = prepare(teacher_spec, teacher_variant.name, options, ctx.results)
+    name = f"{teacher_spec.name}/{teacher_variant.name}"
+    done = find_record(ctx.results, teacher_ctx.identity)
+    if done is not None:
+        return f"teacher: {name} (seed {ctx.identity.seed}) was trained before: {done.record_path}"
+    teacher_s = estimate_run(teacher_ctx, None, 0).seconds
+    stand_in = ctx.runtime.model(build_model(teacher_variant.recipe.model)).eval().requires_grad_(False)
+    student_s = estimate_run(ctx, stand_in, 0).seconds  # a teacher's forward costs the same untrained
+    return (
+        f"teacher: training {name} first (seed {ctx.identity.seed}), about {duration(teacher_s)}; then "
+        f"{ctx.spec.name}/{ctx.variant.name}, about {duration(student_s)}: about {duration(teacher_s + student_s)} in all"
+    )

@@ -1,0 +1,131 @@
+"""Scoring models: top-1 accuracy on clean, augmented and corrupted images, and `harness eval`.
+
+The test transform is the training pipeline with no ops (augment.Pipeline): the uint8-to-float rule
+and the normalisation are the training path's own. Nothing here chooses a model on test data: each
+selection rule's model is tested once (`test_by_rule`), and the spec names which figure is the clean one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from harness.common.device import Runtime, resolve_device
+from harness.common.errors import RunError
+from harness.common.events import Events
+from harness.data.augment import Pipeline
+from harness.data.cifar10 import TEST_SUBSET_SEED, load_cifar10, subset_of
+from harness.data.corrupt import CORRUPTIONS, SEVERITIES, corrupted_accuracy
+from harness.models import MODELS, build_model
+from harness.spec import as_tuples
+from harness.train import checkpoint
+from harness.train.step import accuracy
+
+EVAL_BATCH = 256  # `harness eval`, which has no spec
+
+
+def evaluate_checkpoint(
+    path: Path, data: str | None, subset: int | None, device_name: str, corruptions: bool, events: Events
+) -> dict[str, Any]:
+    """Clean (and corrupted) test accuracy of the model in a harness checkpoint, without its spec; `events`
+    hears first what will be scored and how long that takes here, then the progress."""
+    state = checkpoint.load_file(path, verify=False)  # still checked whenever its .sha256 lies beside it
+    card = state.get("model_card") or state  # schema 1 checkpoints kept these keys at the top level
+    if "model_config" not in card or "normalization" not in card:
+        raise checkpoint.CheckpointError(f"{path}: not a harness model checkpoint (no model_config/normalization)")
+    model = _rebuild(path, card["model_config"], state["model"])
+    device = resolve_device(device_name)
+    runtime = Runtime.for_device(device)
+    model = runtime.model(model)
+    cifar = load_cifar10(data)
+    index = np.arange(len(cifar.test_x))
+    if subset is not None:
+        if subset > len(index):
+            raise RunError(f"--subset {subset} exceeds the {len(index)} test images")
+        index = subset_of(index, subset, TEST_SUBSET_SEED)  # a run's test subset (spec val_seed 0)
+    images, labels = cifar.test_x[index], cifar.test_y[index]
+    transform = Pipeline((), card["normalization"]["mean"], card["normalization"]["std"])
+
+    def score(batch_images: np.ndarray) -> float:
+        return accuracy(model, batch_images, labels, transform, EVAL_BATCH, runtime)
+
+    passes = 1 + (len(CORRUPTIONS) * len(SEVERITIES) if corruptions else 0)
+    events.message(_plan(len(index), passes, _images_per_s(model, images[:EVAL_BATCH], transform, runtime), device))
+    with events.progress(passes * len(index), "eval", "img") as advance:
+        clean = score(images)
+        advance(len(index), at="clean")
+        robust = corrupted_accuracy(score, images, lambda at: advance(len(index), at=at)) if corruptions else None
+    return {
+        "checkpoint": str(path),
+        "spec_hash": card.get("spec_hash"),
+        "data_source": cifar.label,
+        "data_sha256": cifar.sha256,
+        "test_images": len(index),
+        "test_acc": clean,
+        "robustness": robust,
+    }
+
+
+def _images_per_s(model: nn.Module, probe: np.ndarray, transform: Pipeline, runtime: Runtime) -> float:
+    """Scoring rate here, from one timed batch after a warm-up one."""
+    labels = np.zeros(len(probe), dtype=np.int64)
+    accuracy(model, probe, labels, transform, EVAL_BATCH, runtime)
+    start = time.perf_counter()
+    accuracy(model, probe, labels, transform, EVAL_BATCH, runtime)
+    runtime.sync()
+    return len(probe) / max(time.perf_counter() - start, 1e-9)
+
+
+def _plan(images: int, passes: int, rate: float, device: torch.device) -> str:
+    from harness.measure.compute import duration
+
+    what = f"{images:,} test images" + (
+        f", clean and under {len(CORRUPTIONS)} corruptions x {len(SEVERITIES)} severities" if passes > 1 else ""
+    )
+    return f"scoring {what}: {passes * images:,} images at about {rate:.0f} img/s on {device.type}, about {duration(passes * images / rate)}"
+
+
+def _rebuild(path: Path, config: dict[str, Any], weights: dict[str, Any]) -> nn.Module:
+    if config.get("arch") not in MODELS:
+        raise checkpoint.CheckpointError(f"{path}: unknown model arch {config.get('arch')!r}")
+    try:
+        model_cfg = MODELS[config["arch"]].config.model_validate(as_tuples(config))
+    except ValidationError as error:
+        raise checkpoint.CheckpointError(
+            f"{path}: its model_config does not validate ({error.error_count()} problems)"
+        ) from None
+    model = build_model(model_cfg)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise checkpoint.CheckpointError(
+            f"{path}: weights do not fit the model ({str(error).splitlines()[0]})"
+        ) from None
+    return model
+
+
+def evaluation_text(path: Path, result: dict[str, Any]) -> str:
+    """`harness eval`'s figures as text: the clean accuracy, then a row per corruption."""
+    from tabulate import tabulate
+
+    lines = [
+        f"{path}: {result['test_images']:,} test images of {result['data_source']}",
+        f"clean accuracy: {result['test_acc']:.2f}%",
+    ]
+    robust = result.get("robustness")
+    if robust:
+        body = [
+            [name, *(f"{acc:.2f}" for acc in by_severity.values())]
+            for name, by_severity in robust["per_corruption"].items()
+        ]
+        lines.append(
+            tabulate(body, headers=["corruption", "severity 1", "severity 2", "severity 3"], tablefmt="github")
+        )
+        lines.append(f"mean corrupted accuracy: {robust['mean']:.2f}%")
+    return "\n".join(lines)

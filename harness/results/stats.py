@@ -1,0 +1,165 @@
+"""Statistics over seeds: mean, std, a t-based 95% confidence interval, verdicts and how strong they are
+(one-sided tests of a claim, the gap a number of seeds resolves, the seeds a gap needs), Welch's t-test,
+and McNemar's paired test of two models on the same test images."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from harness.common.lazy import lazy
+
+scipy_stats = lazy("scipy.stats")  # loaded only for a confidence interval or a test: a second of import
+scipy_optimize = lazy("scipy.optimize")
+
+SINGLE_SEED_TOLERANCE = 0.5  # percentage points: the band around a claim that one seed is judged by
+FIRM_SEEDS = 3  # below this many seeds a verdict carries its seed count
+ALPHA, POWER = 0.05, 0.8  # the power statement: a two-sided 5% test that finds the gap 80% of the time
+MAX_SEEDS = 1000  # seeds_needed gives up beyond this: the gap is negligible next to the spread
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float | None  # sample standard deviation (n - 1); None for one seed
+    ci95: tuple[float, float] | None  # mean +- t(0.975, n-1) * std / sqrt(n); None for one seed
+
+
+def summarize(values: list[float]) -> Summary | None:
+    if not values:
+        return None
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return Summary(1, mean, None, None)
+    std = statistics.stdev(values)
+    half = float(scipy_stats.t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
+    return Summary(len(values), mean, std, (mean - half, mean + half))
+
+
+def judge(summary: Summary, claim: float, claim_step: float) -> str:
+    """reproduced / below claim / above claim, allowing for the precision the claim is stated to.
+
+    With two or more seeds the claim must lie in the 95% CI of the mean; with one seed, within
+    SINGLE_SEED_TOLERANCE points of it (marked "(1 seed)", as no interval can be computed).
+    """
+    slack = claim_step / 2
+    if summary.ci95 is not None:
+        low, high = summary.ci95
+        suffix = ""
+    else:
+        low, high = summary.mean - SINGLE_SEED_TOLERANCE, summary.mean + SINGLE_SEED_TOLERANCE
+        suffix = " (1 seed)"
+    if summary.n < FIRM_SEEDS:
+        suffix = f" ({summary.n} seed{'s' * (summary.n != 1)})"
+    if high < claim - slack:
+        return "below claim" + suffix
+    if low > claim + slack:
+        return "above claim" + suffix
+    return "reproduced" + suffix
+
+
+@dataclass(frozen=True)
+class Strength:
+    """How strongly seeds speak about a claim: one-sided t-tests, and what seeds can resolve at this spread."""
+
+    p_below: float | None  # p-value of "the mean is below the claim" (H0: mean >= claim); None below 2 seeds
+    p_above: float | None  # p-value of "the mean is above the claim" (H0: mean <= claim)
+    resolvable_gap: float | None  # pp that these seeds detect (ALPHA two-sided, POWER) at this spread
+    seeds_needed: int | None  # seeds that would detect the observed gap so; None: no spread, or > MAX_SEEDS
+
+
+def strength(values: list[float], claim: float) -> Strength:
+    """One-sided one-sample t-tests of the mean against the claim, and the power statement."""
+    if len(values) < 2 or statistics.stdev(values) == 0:
+        return Strength(None, None, None, None)
+    std = statistics.stdev(values)
+    below = float(scipy_stats.ttest_1samp(values, claim, alternative="less").pvalue)
+    above = float(scipy_stats.ttest_1samp(values, claim, alternative="greater").pvalue)
+    return Strength(
+        below, above, resolvable_effect(len(values)) * std, seeds_needed(statistics.fmean(values) - claim, std)
+    )
+
+
+def power(n: int, effect: float) -> float:
+    """Power of a two-sided one-sample t-test at ALPHA with n seeds, for a gap of `effect` standard deviations.
+
+    Written here from the noncentral t (scipy) rather than taken from statsmodels' TTestPower, which gives
+    the same figures but would add a dependency for one function; tests/test_stats.py checks it against
+    published tables."""
+    dof = n - 1
+    critical = scipy_stats.t.ppf(1 - ALPHA / 2, dof)
+    shift = effect * math.sqrt(n)
+    far_tail = float(scipy_stats.nct.cdf(-critical, dof, shift))  # below 1e-8 wherever scipy returns NaN for it
+    return float(scipy_stats.nct.sf(critical, dof, shift)) + (0.0 if math.isnan(far_tail) else far_tail)
+
+
+def resolvable_effect(n: int) -> float:
+    """The smallest gap, in standard deviations, that n seeds detect with probability POWER."""
+    high = 1.0
+    while power(n, high) < POWER:  # bracket the root
+        high *= 2
+    return float(scipy_optimize.brentq(lambda d: power(n, d) - POWER, 1e-9, high))
+
+
+def seeds_needed(gap: float, std: float) -> int | None:
+    """The fewest seeds (at least 2) that detect `gap` pp with probability POWER at spread `std`."""
+    if std <= 0 or gap == 0:
+        return None
+    effect = abs(gap) / std
+    if power(MAX_SEEDS, effect) < POWER:
+        return None
+    low, high = 1, MAX_SEEDS  # power grows with n: the first n that reaches POWER, by bisection
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if power(middle, effect) >= POWER else (middle, high)
+    return high
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: Summary
+    b: Summary
+    difference: float  # mean(a) - mean(b)
+    ci95: tuple[float, float]  # Welch-Satterthwaite interval for the difference
+    t: float
+    dof: float
+    p_value: float
+
+
+def welch(a: list[float], b: list[float]) -> Comparison:
+    """Welch's unequal-variance t-test of mean(a) = mean(b), with the CI of the difference."""
+    sa, sb = summarize(a), summarize(b)
+    assert sa is not None and sb is not None and sa.std is not None and sb.std is not None
+    result = scipy_stats.ttest_ind(a, b, equal_var=False)
+    va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
+    se = math.sqrt(va + vb)
+    if se == 0:
+        dof = float(sa.n + sb.n - 2)
+    else:
+        dof = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
+    half = float(scipy_stats.t.ppf(0.975, dof)) * se
+    diff = sa.mean - sb.mean
+    p_value = float(result.pvalue) if not math.isnan(result.pvalue) else (1.0 if diff == 0 else 0.0)
+    return Comparison(sa, sb, diff, (diff - half, diff + half), float(result.statistic), dof, p_value)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """McNemar's exact test of two models on the same test images."""
+
+    images: int
+    only_a: int  # images A gets right and B wrong
+    only_b: int
+    p_value: float  # two-sided: P(a split at least this uneven | each discordant image is a coin flip)
+
+
+def mcnemar(correct_a: Any, correct_b: Any) -> Paired:
+    """Exact McNemar: the two-sided binomial test (scipy) of the discordant images, split evenly under H0."""
+    only_a = int((correct_a & ~correct_b).sum())
+    only_b = int((~correct_a & correct_b).sum())
+    discordant = only_a + only_b
+    p_value = 1.0 if discordant == 0 else float(scipy_stats.binomtest(only_a, discordant, 0.5).pvalue)
+    return Paired(len(correct_a), only_a, only_b, p_value)

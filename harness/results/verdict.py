@@ -1,0 +1,175 @@
+"""What a set of runs says about a claim: which runs pool (one cohort, one sample per seed), the figure
+the claim's own selection rule gives, the verdict and how strong it is.
+
+A claim's `selection` says how its figure was chosen; the runs are judged by the figure the same rule
+produces (the best test epoch for a claim chosen on the test curve, the last epoch for a last-epoch
+claim, ...), and the clean figure (the model the spec selects, never chosen on test data) is shown
+beside it by the table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from harness.results.identity import budget_name, cohort_id
+from harness.results.record import Record
+from harness.results.stats import Summary, judge, strength, summarize
+from harness.spec import TEST_SELECTION, Claim
+
+RULE_FIGURE = {  # a claim's selection -> the figure of test_acc_by_rule made by the same rule
+    "last-epoch": "last-epoch",
+    "best-val": "best-val",
+    "best-epoch-test": "best-epoch-test",
+    "test-early-stop": "best-epoch-test",  # stopping where the test curve peaks picks its best epoch
+}
+UNBOUNDED = 10**9  # "every image" when ranking budgets by the images they trained on
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One cohort's finished runs, one per seed, and what else was found for those seeds."""
+
+    runs: list[Record]  # one record per seed, in seed order
+    records: list[Record]  # every finished record of the cohort: copies and re-runs of a seed included
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def unused(self) -> int:
+        """Records of these seeds that were not the seed's sample: the same run in another folder, or a
+        re-run differing only outside the cohort (another device, layout, augmentation path, ...)."""
+        return len(self.records) - len(self.runs)
+
+    @property
+    def full_budget(self) -> bool:
+        return bool(self.runs) and bool(self.runs[0].cohort.get("full_budget"))
+
+    @property
+    def official(self) -> bool:
+        return bool(self.runs) and all(r.data.get("official") for r in self.runs)
+
+    @property
+    def reproduction(self) -> bool:
+        """The only evidence a claim is judged on: its own recipe, at the full budget, on official CIFAR-10."""
+        return self.full_budget and self.official and self.runs[0].protocol == "own"
+
+
+NO_EVIDENCE = Evidence([], [])
+
+
+def cohorts(records: list[Record], finished_only: bool = True) -> list[Evidence]:
+    """Every cohort among the finished, current records (stale ones never pool), each one sample per seed;
+    with `finished_only=False`, among all records (for drawing curves: a cohort never mixes versions).
+
+    A seed's sample is its most recently finished record (ties: the larger run id), whichever folders hold
+    it: a record copied into several folders is one run, and a run's re-run with settings outside the
+    cohort is the same sample of the same estimate.
+    """
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        finished = record.status == "complete" and record.test_acc is not None and not record.stale
+        if finished or not finished_only:
+            groups[cohort_id(record.cohort)].append(record)
+    found = []
+    for key in sorted(groups):
+        by_seed: dict[int, Record] = {}
+        for record in groups[key]:
+            held = by_seed.get(record.seed)
+            if held is None or (record.finished_at, record.run_id) > (held.finished_at, held.run_id):
+                by_seed[record.seed] = record
+        found.append(Evidence([by_seed[seed] for seed in sorted(by_seed)], groups[key]))
+    return found
+
+
+def evidence(records: list[Record]) -> Evidence:
+    """The strongest cohort: a reproduction first, then the full budget, then the most images trained on,
+    then the most seeds (ties: the cohort id, so that the choice never depends on the order of files)."""
+    found = cohorts(records)
+    if not found:
+        return NO_EVIDENCE
+
+    def rank(e: Evidence) -> tuple[bool, bool, int, int, str]:
+        cohort = e.runs[0].cohort
+        trained = cohort["epochs"] * (cohort["train_images"] or UNBOUNDED)
+        return (not e.reproduction, not e.full_budget, -trained, -e.n, cohort_id(cohort))
+
+    return min(found, key=rank)
+
+
+def rule_figure(record: Record, selection: str) -> float | None:
+    """The test accuracy a run gives under a claim's selection rule; None when the run cannot say.
+
+    `unknown`: the harness's clean figure (the verdict then says the rule is unknown).
+    """
+    if selection not in RULE_FIGURE:
+        return record.test_acc
+    return record.test_acc_by_rule.get(RULE_FIGURE[selection])
+
+
+def why_no_verdict(found: Evidence) -> str | None:
+    """Why these runs cannot be held against a claim (None when they can): the reason, not a label."""
+    if not found.runs:
+        return "not run"
+    if not found.full_budget:
+        return "not run at full budget"
+    if not found.official:
+        return "full budget, but not on the official CIFAR-10 pixels"
+    if found.runs[0].protocol != "own":
+        return "another protocol's recipe"
+    return None
+
+
+def verdict(found: Evidence, claim: Claim | None, summary: Summary | None) -> str:
+    """reproduced / below claim / above claim under the claim's own rule (with the seed count below
+    three seeds), or why the runs cannot say. `summary` summarises the runs' figures under the claim's rule."""
+    reason = why_no_verdict(found)
+    if reason is not None:
+        return reason
+    if claim is None or claim.split != "cifar10-test":
+        return "no test-set claim"
+    if summary is None:
+        if claim.selection in TEST_SELECTION:
+            return "no test curve (run with --track-test)"
+        return f"no {claim.selection} figure"
+    suffix = " (selection unknown: clean figure)" if claim.selection == "unknown" else ""
+    return judge(summary, claim.value, claim.step) + suffix
+
+
+def judge_claim(found: Evidence, claim: Claim | None) -> dict[str, Any]:
+    """One accuracy claim (None: a variant without one) against one cohort: its rule's figure, the verdict
+    and its strength.
+
+    Δ, the CI, the one-sided tests and the power statement exist only for a test-set claim against a
+    reproduction (the full budget on the official data); one seed never has a CI.
+    """
+    values = [v for r in found.runs if claim and (v := rule_figure(r, claim.selection)) is not None]
+    rule = summarize(values)
+    # a claim on another split (validation, train, Kaggle) is listed, never held against test figures
+    judged = found.reproduction and rule is not None and claim is not None and claim.split == "cifar10-test"
+    power = strength(values, claim.value) if judged else None
+    return {
+        "claim_id": claim.id if claim else None,
+        "claim_value": claim.value if claim else None,
+        "claim_selection": claim.selection if claim else None,
+        "claim_split": claim.split if claim else None,
+        "headline": claim.headline if claim else False,
+        "rule_n": rule.n if rule else 0,
+        "rule_acc_mean": rule.mean if rule else None,
+        "rule_acc_std": rule.std if rule else None,
+        "ci95": list(rule.ci95) if judged and rule.ci95 else None,
+        "delta": rule.mean - claim.value if judged else None,
+        "p_below_claim": power.p_below if power else None,
+        "p_above_claim": power.p_above if power else None,
+        "resolvable_gap": power.resolvable_gap if power else None,
+        "seeds_needed": power.seeds_needed if power else None,
+        "verdict": verdict(found, claim, rule),
+    }
+
+
+def budget_of(found: Evidence) -> str | None:
+    """The evidence's budget by what was run: `full`, or `reduced` (never a profile's name)."""
+    return budget_name(found.runs[0].cohort) if found.runs else None

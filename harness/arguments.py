@@ -1,5 +1,5 @@
-"""The command line's grammar: every command's arguments, the options commands share defined once, and
-the one place a run's options are built from them (`run_options`)."""
+"""The command line's grammar: every command's arguments, the options commands share defined once.
+`RunOptions.from_arguments` (train/request.py) turns a run's or a sweep's arguments into its request."""
 
 from __future__ import annotations
 
@@ -278,15 +278,3 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     )
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=handlers["compare"])
-
-
-def run_options(args: argparse.Namespace, **chosen: Any) -> Any:
-    """The RunOptions of `run` or `sweep`, from the arguments they share and those one of them adds."""
-    from harness.train.request import RunOptions
-
-    shared = ("profile", "epochs", "subset", "data", "device", "precision", "track_test", "robustness")
-    own = ("seed", "resume", "deterministic", "workers", "teacher_checkpoint", "protocol", "augment", "compile")
-    values = {name: getattr(args, name) for name in shared + own if hasattr(args, name)}
-    if hasattr(args, "channels_last"):
-        values["channels_last"] = args.channels_last
-    return RunOptions(**{**values, **chosen})

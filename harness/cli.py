@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.arguments import DEFAULT_SPECS, build_parser, run_options
+from harness.arguments import DEFAULT_SPECS, build_parser
 from harness.common.errors import HarnessError
+from harness.train.request import RunOptions
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SPEED_IMAGES = 8192  # enough distinct images for every timed loop; the naive path keeps them as PIL
@@ -142,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.profile, defaulted = default_profile(resolve_device(args.device).type)
     threads = apply_threads(args.threads, args.deterministic)
     events = ConsoleEvents(args.quiet, preface="\n".join(line for line in (defaulted, threads) if line))
-    record = run(spec, spec.variant(args.variant).name, run_options(args), args.results, events)
+    record = run(spec, spec.variant(args.variant).name, RunOptions.from_arguments(args), args.results, events)
     return EXIT_OK if record.status == "complete" else EXIT_FAILURE
 
 
@@ -180,7 +181,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     protocols = ("own", "common") if args.protocol == "both" else (args.protocol,)
     logs = args.logs or args.results / "sweep-logs"
     request = SweepRequest(args.variants, args.seeds, protocols, args.results, args.executor, logs, slurm, pace)
-    tasks, done = prepare(specs, request, run_options(args, resume=True, protocol="own"))
+    tasks, done = prepare(specs, request, RunOptions.from_arguments(args, resume=True, protocol="own"))
     if defaulted:
         note(defaulted)
     note(

@@ -14,7 +14,6 @@ PyTorch is loaded on first use: specs read the facts above without it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -24,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from harness.common.device import Runtime
     from harness.data.augment import Pipeline
     from harness.spec import Recipe
-    from harness.train.request import Budget
 
 torch = lazy("torch")  # loaded on first use: specs read CIFAR-10's facts without PyTorch
 
@@ -321,7 +319,15 @@ def subset_of(index: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(index)[:count])
 
 
-def make_splits(data: Cifar10, recipe: Recipe, budget: Budget) -> Splits:
+class ImageCounts(Protocol):
+    """How many training, validation and test images a run uses (None: all of them); a budget is one."""
+
+    train_images: int | None
+    val_images: int | None
+    test_images: int | None
+
+
+def make_splits(data: Cifar10, recipe: Recipe, budget: ImageCounts) -> Splits:
     """The fixed validation split, then the budget's subsets (the same images for every seed)."""
     train, val = split_indices(len(data.train_x), recipe.data.val_size, recipe.data.val_seed)
     if budget.train_images is not None:
@@ -385,16 +391,7 @@ class TrainingImages:
         loader = torch.utils.data.DataLoader(
             AugmentedImages(images, labels, self.dataset.transform), batch_size=batch_size, num_workers=self.workers
         )
-        with _forked_rng(seed):
+        with torch.random.fork_rng(devices=[]):  # the global CPU generator, restored afterwards
+            torch.manual_seed(seed)
             for x, y in loader:
                 yield x.to(device), y.to(device)
-
-
-@contextlib.contextmanager
-def _forked_rng(seed: int) -> Iterator[None]:
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(state)

@@ -26,7 +26,7 @@ from harness.common.device import Runtime, device_name
 from harness.data.corrupt import CORRUPTIONS, SEVERITIES
 from harness.measure.size import size_of
 from harness.models import build_model
-from harness.train.step import accuracy, make_step, mixing_this_epoch, phase_at, seed_epoch, test_transform
+from harness.train.step import correct_mask, make_step, mixing_this_epoch, phase_at, seed_epoch, test_transform
 
 if TYPE_CHECKING:
     from harness.data.cifar10 import TrainingImages
@@ -187,9 +187,9 @@ def _eval_rate(ctx: RunContext, model: nn.Module) -> float:
     images, labels = ctx.split("test")
     batch = min(ctx.recipe.eval.batch_size, len(images))
     transform = test_transform(ctx.recipe)
-    accuracy(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)  # warm-up
+    correct_mask(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)  # warm-up
     start = time.perf_counter()
-    accuracy(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)
+    correct_mask(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)
     return batch / max(time.perf_counter() - start, 1e-9)
 
 

@@ -25,7 +25,7 @@ from harness.data.corrupt import CORRUPTIONS, SEVERITIES, corrupted_accuracy
 from harness.models import MODELS, build_model
 from harness.spec import as_tuples
 from harness.train import checkpoint
-from harness.train.step import accuracy
+from harness.train.step import correct_mask, percent
 
 EVAL_BATCH = 256  # `harness eval`, which has no spec
 
@@ -53,7 +53,7 @@ def evaluate_checkpoint(
     transform = Pipeline((), card["normalization"]["mean"], card["normalization"]["std"])
 
     def score(batch_images: np.ndarray) -> float:
-        return accuracy(model, batch_images, labels, transform, EVAL_BATCH, runtime)
+        return percent(correct_mask(model, batch_images, labels, transform, EVAL_BATCH, runtime))
 
     passes = 1 + (len(CORRUPTIONS) * len(SEVERITIES) if corruptions else 0)
     events.message(_plan(len(index), passes, _images_per_s(model, images[:EVAL_BATCH], transform, runtime), device))
@@ -75,9 +75,9 @@ def evaluate_checkpoint(
 def _images_per_s(model: nn.Module, probe: np.ndarray, transform: Pipeline, runtime: Runtime) -> float:
     """Scoring rate here, from one timed batch after a warm-up one."""
     labels = np.zeros(len(probe), dtype=np.int64)
-    accuracy(model, probe, labels, transform, EVAL_BATCH, runtime)
+    correct_mask(model, probe, labels, transform, EVAL_BATCH, runtime)
     start = time.perf_counter()
-    accuracy(model, probe, labels, transform, EVAL_BATCH, runtime)
+    correct_mask(model, probe, labels, transform, EVAL_BATCH, runtime)
     runtime.sync()
     return len(probe) / max(time.perf_counter() - start, 1e-9)
 

@@ -33,7 +33,6 @@ from harness.train import checkpoint
 from harness.train.request import RunContext, RunOptions, given_teacher, prepare
 from harness.train.step import (
     TrainStep,
-    accuracy,
     correct_mask,
     make_step,
     mixing_this_epoch,
@@ -276,7 +275,9 @@ def _teacher(ctx: RunContext, events: Events) -> tuple[nn.Module | None, dict[st
 
 def _test_accuracy(ctx: RunContext, model: nn.Module) -> float:
     images, labels = ctx.split("test")
-    return accuracy(model, images, labels, test_transform(ctx.recipe), ctx.recipe.eval.batch_size, ctx.runtime)
+    return percent(
+        correct_mask(model, images, labels, test_transform(ctx.recipe), ctx.recipe.eval.batch_size, ctx.runtime)
+    )
 
 
 def _module(step: TrainStep) -> nn.Module:

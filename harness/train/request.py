@@ -14,9 +14,10 @@ budget on official CIFAR-10 counts as a reproduction of a claim.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.common.errors import HarnessError
 from harness.data.cifar10 import SPLIT_SIZES
@@ -173,6 +174,16 @@ class RunOptions:
     augment: str = "auto"  # auto (the spec's choice) | batched | torchvision
     compile: bool = False
     robustness: bool | None = None  # corrupted-test accuracy; None: only for full budgets
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace, **chosen: Any) -> RunOptions:
+        """The options of `harness run` or `harness sweep`, from the arguments they share and those one adds."""
+        shared = ("profile", "epochs", "subset", "data", "device", "precision", "track_test", "robustness")
+        own = ("seed", "resume", "deterministic", "workers", "teacher_checkpoint", "protocol", "augment", "compile")
+        values = {name: getattr(args, name) for name in shared + own if hasattr(args, name)}
+        if hasattr(args, "channels_last"):
+            values["channels_last"] = args.channels_last
+        return cls(**{**values, **chosen})
 
 
 def resolve_precision(recipe: Recipe, device_type: str, requested: str = "auto", profile: str = "full") -> str:

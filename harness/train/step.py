@@ -260,18 +260,6 @@ def percent(mask: np.ndarray) -> float:
     return 100.0 * int(mask.sum()) / max(1, len(mask))
 
 
-def accuracy(
-    model: nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
-    test_transform: Pipeline,
-    batch_size: int,
-    runtime: Runtime,
-) -> float:
-    """Top-1 accuracy (%) of uint8 NHWC images through the test transform, in eval mode."""
-    return percent(correct_mask(model, images, labels, test_transform, batch_size, runtime))
-
-
 def test_transform(recipe: Recipe) -> Pipeline:
     """The recipe's test transform: no ops, then its normalisation."""
     return Pipeline((), recipe.data.mean, recipe.data.std)
@@ -296,7 +284,9 @@ def validation_accuracy(
     if len(images) == 0:
         return None
     if recipe.data.val_transform == "eval":
-        return accuracy(model, images, labels, test_transform(recipe), recipe.eval.batch_size, source.runtime)
+        return percent(
+            correct_mask(model, images, labels, test_transform(recipe), recipe.eval.batch_size, source.runtime)
+        )
     batches = source.augmented(images, labels, recipe.eval.batch_size, seed)
     return augmented_accuracy(model, batches, source.runtime)
 

@@ -119,3 +119,13 @@ def test_a_changed_option_runs_anew_and_the_same_one_is_reused(jpeg_archive: Pat
     again = run(R10, "resnet12-grid", options, tmp_path, Heard())
     assert again == first and "already complete" in messages[0]
     assert len(list(tmp_path.glob("resnet10/resnet12-grid/*.json"))) == 2
+
+
+def test_a_protocol_file_is_named_by_its_declared_name_not_its_file_name(tmp_path: Path) -> None:
+    """The identity, the record's file name and the plots all carry the `[protocol] name` a file declares."""
+    renamed = tmp_path / "my-copy.toml"
+    renamed.write_text((SPECS_DIR / "common.toml").read_text())  # declares name = "common"
+    by_name = identity(dataclasses.replace(BASE, protocol="common"))
+    by_file = identity(dataclasses.replace(BASE, protocol=str(renamed)))
+    assert by_file.protocol == "common" and by_file.stem.startswith("common-smoke-")
+    assert by_file.run_id == by_name.run_id  # the same recipe under the same protocol is one run

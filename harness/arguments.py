@@ -266,6 +266,16 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     _add_latency_options(plot)
     plot.set_defaults(func=handlers["plot"])
 
+    report = commands.add_parser("report", help="each report's reproduction study: Markdown, HTML, LaTeX and BibTeX")
+    report.add_argument("report_specs", nargs="*", type=Path, metavar="SPEC", help="the reports to write studies of")
+    report.add_argument("--all", action="store_true", help="every report's study, and every report in the leaderboard")
+    _add_results_options(report)
+    report.add_argument(
+        "--out", type=_output_dir, default=Path("studies"), help="folder for one folder per report (default studies/)"
+    )
+    _add_latency_options(report)
+    report.set_defaults(func=handlers["report"])
+
     compare = commands.add_parser("compare", help="Welch's t-test between two entries with 3+ seeds each")
     compare.add_argument("a", metavar="A", help="REPORT/VARIANT, e.g. resnet10/resnet12-grid")
     compare.add_argument("b", metavar="B", help="REPORT/VARIANT")

@@ -308,6 +308,36 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.render import write_report
+    from harness.spec import is_protocol_file
+
+    if not args.report_specs and not args.all:
+        raise HarnessError(
+            "report: name the report specs to write studies of (e.g. reproductions/resnet10.toml), or --all"
+        )
+    for path in args.report_specs:
+        if is_protocol_file(path):
+            raise HarnessError(
+                f"{path}: a protocol file, not a report spec; name a report (e.g. reproductions/resnet10.toml)"
+            )
+    inputs = _inputs(args)
+    known = {s.path.resolve() for s in inputs.specs}
+    missing = [path for path in args.report_specs if path.resolve() not in known]
+    if missing:  # a report outside the leaderboard's specs joins it, so that its rows exist
+        args.specs = [s.path for s in inputs.specs] + missing
+        inputs = _inputs(args)
+    board = _board(args, inputs)
+    named = {path.resolve() for path in args.report_specs}
+    chosen = [s for s in inputs.specs if (args.all and s.path.parent.name != "references") or s.path.resolve() in named]
+    shown = {s.name for s in chosen}
+    for spec in chosen:
+        listed = board if args.all else [row for row in board if row["report"] in shown]
+        for path in write_report(spec, board, inputs.records, args.out, listed):
+            print(path)
+    return EXIT_OK
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.results.compare import compare, compare_text, entry_runs
     from harness.spec import load_protocol
@@ -333,6 +363,7 @@ COMMANDS = {
     "audit": cmd_audit,
     "eval": cmd_eval,
     "plot": cmd_plot,
+    "report": cmd_report,
     "compare": cmd_compare,
 }
 

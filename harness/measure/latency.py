@@ -45,6 +45,17 @@ class Timing:
     busy: bool = False  # other_cpu_use above BUSY_SHARE: the figures are inflated
     precision: str = "fp32"  # fp32 or bf16 (autocast)
     channels_last: bool = False
+    torch_version: str = ""  # the PyTorch that ran it ("" in caches written before this field)
+    compiled: bool = False  # latency is timed eager: the reports' own code does not compile
+
+    @property
+    def conditions(self) -> str:
+        """What the figure was measured under, as timm's benchmark files label theirs."""
+        layout = "channels_last" if self.channels_last else "NCHW"
+        threads = f", {self.threads} threads" if self.threads else ""
+        version = f"torch {self.torch_version}" if self.torch_version else "torch ?"
+        mode = "torch.compile" if self.compiled else "eager"
+        return f"{self.precision}, {layout}, {mode}, batch 1, {version}, {self.device}{threads}"
 
 
 # A quarter of the machine used by someone else already slows a 2-thread forward pass visibly.
@@ -95,6 +106,7 @@ def time_model(
         busy=load is not None and load > BUSY_SHARE,
         precision=runtime.precision,
         channels_last=runtime.channels_last,
+        torch_version=torch.__version__,
     )
 
 
@@ -157,7 +169,8 @@ def store_timing(model_cfg: Section, runtime: Runtime, timing: Timing) -> None:
 
 
 def _timing(entry: dict) -> Timing:
-    return Timing(**{k: v for k, v in entry.items() if k in Timing.__dataclass_fields__})
+    fields = {k: v for k, v in entry.items() if k in Timing.__dataclass_fields__}
+    return Timing(**{"torch_version": entry.get("torch", ""), **fields})
 
 
 def _model_key(model_cfg: Section) -> str:

@@ -23,6 +23,7 @@ from harness.results.audit import audit, legend
 from harness.results.identity import budget_text
 from harness.results.record import Record
 from harness.results.stats import summarize
+from harness.results.target import speed_conditions, target_columns, target_text
 from harness.results.verdict import NO_EVIDENCE, Evidence, budget_of, evidence, judge_claim
 from harness.spec import Claim, Protocol, Spec, with_protocol
 
@@ -93,6 +94,8 @@ def _latency_columns(model_cfg: Any, latency: Latency) -> dict[str, Any]:
         "cpu_latency_ms_b1": cpu.latency_ms_b1 if cpu else None,
         "cuda_latency_ms_b1": cuda.latency_ms_b1 if cuda else None,
         "cpu_latency_busy": bool(cpu and cpu.busy),
+        "cpu_latency_conditions": cpu.conditions if cpu else None,
+        "cuda_latency_conditions": cuda.conditions if cuda else None,
     }
 
 
@@ -118,6 +121,8 @@ def _result_columns(found: Evidence, claims: tuple[Claim, ...], headline: Claim 
         "delta_clean": summary.mean - headline.value if summary and headline and lead["delta"] is not None else None,
         "corrupted_acc_mean": _mean([r.robustness["mean"] for r in found.runs if r.robustness]),
         "device_hours_mean": _mean([r.device_hours for r in found.runs if r.device_hours is not None]),
+        **target_columns(found.runs, headline.value if headline and headline.metric == "accuracy" else None),
+        "train_speed_conditions": speed_conditions(first) if first else None,
         "train_device": first.device.get("name") if first else None,
         "budget": budget_of(found),
         "profile": first.profile if first else None,
@@ -209,6 +214,7 @@ WIDE = {
     "gpu": ("GPU b1 (ms)", lambda r: _num(r["cuda_latency_ms_b1"], ".2f")),
     "corrupted": ("corrupted acc %", lambda r: _num(r["corrupted_acc_mean"], ".2f")),
     "cost": ("device-h/run", lambda r: _num(r["device_hours_mean"], ".3g")),
+    "to_target": ("val to claim: epoch, device-h (runs)", target_text),
     "common": (
         "common recipe acc %",
         lambda r: _acc(r["common_test_acc_mean"], r["common_test_acc_std"], r["common_n_seeds"]),

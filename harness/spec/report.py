@@ -25,6 +25,24 @@ SPLIT_CODE = {
 SELECTION_CODE = {"last-epoch": "L", "best-epoch-test": "B", "test-early-stop": "E", "best-val": "V", "unknown": "?"}
 
 
+class ReleaseItem(Section):
+    """One item of the ML Code Completeness Checklist: whether the release has it, and the evidence."""
+
+    present: bool
+    note: str = Field(min_length=1, description="the files that show it, or what is missing")
+
+
+class Release(Section):
+    """`[report.release]`: the released repository against Papers with Code's ML Code Completeness
+    Checklist, as facts read from the repository at `code_read`."""
+
+    dependencies: ReleaseItem
+    training_code: ReleaseItem
+    evaluation_code: ReleaseItem
+    pretrained_weights: ReleaseItem
+    results_with_commands: ReleaseItem = Field(description="a results table with the commands that make it")
+
+
 class Report(Section):
     """`[report]`: where the claims come from."""
 
@@ -38,6 +56,7 @@ class Report(Section):
     code_url: str = ""
     code_read: str = Field("", description="repository and commit the as-coded values were read from")
     param_budget: int = Field(5_000_000, gt=0)
+    release: Release | None = None
 
 
 class Claim(Section):

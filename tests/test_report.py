@@ -69,6 +69,14 @@ def test_the_latex_table_escapes_and_the_bibtex_names_the_report(study: Path) ->
     )
 
 
+def test_latex_text_escapes_every_special_character() -> None:
+    from harness.report.render import latex
+
+    assert latex("a_b & 50% #1 $x$ {y} ~^" + "\\") == (
+        r"a\_b \& 50\% \#1 \$x\$ \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
+    )
+
+
 def test_the_page_is_self_contained(study: Path) -> None:
     page = study.joinpath("study.html").read_text()
     sources = re.findall(r'<img src="([^"]*)"', page)

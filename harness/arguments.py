@@ -254,7 +254,13 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     evaluate.add_argument("--subset", type=_images, help="score only this many test images (a fixed subset)")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     evaluate.add_argument("--threads", type=_cpus, help=_THREADS_HELP)
-    evaluate.add_argument("--no-corruptions", action="store_true", help="clean accuracy only")
+    evaluate.add_argument("--no-corruptions", action="store_true", help="no built-in corruptions")
+    evaluate.add_argument(
+        "--cifar10c",
+        type=Path,
+        metavar="DIR",
+        help="also score the official CIFAR-10-C in DIR (<corruption>.npy and labels.npy), every corruption and severity",
+    )
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=handlers["eval"])
 

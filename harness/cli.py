@@ -290,10 +290,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from harness.common.console import ConsoleEvents
     from harness.common.device import apply_threads
-    from harness.measure.evaluation import evaluate_checkpoint, evaluation_text
+    from harness.measure.evaluation import EvalRequest, evaluate_checkpoint, evaluation_text
 
     events = ConsoleEvents(after_s=2.0, messages_on_stderr=True, preface=apply_threads(args.threads))
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions, events)
+    request = EvalRequest(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions, args.cifar10c)
+    result = evaluate_checkpoint(request, events)
     print(json.dumps(result, indent=2) if args.json else evaluation_text(args.checkpoint, result))
     return EXIT_OK
 

@@ -11,7 +11,7 @@ import torch
 
 from harness.common.errors import RunError
 from harness.common.events import Silent
-from harness.measure.evaluation import evaluate_checkpoint
+from harness.measure.evaluation import EvalRequest, evaluate_checkpoint
 from harness.measure.size import size_of
 from harness.results.record import Record, unpack_mask
 from harness.spec import load_spec, load_specs
@@ -122,14 +122,9 @@ def test_every_variant_runs_what_its_spec_says_and_records_it(
     assert record.recipe == compress(expected, make_budget(expected, "smoke", subset=64)).model_dump(mode="json")
     assert (record.params, record.macs) == (size_of(expected.model).params, size_of(expected.model).macs)
     assert [h["epoch"] for h in record.history] == list(range(record.budget["epochs"]))
-    rescored = evaluate_checkpoint(
-        Path(record.checkpoint_dir) / "final.pt",
-        str(jpeg_archive),
-        record.budget["test_images"],
-        "cpu",
-        False,
-        Silent(),
-    )
+    final = Path(record.checkpoint_dir) / "final.pt"
+    request = EvalRequest(final, str(jpeg_archive), record.budget["test_images"], "cpu", corruptions=False)
+    rescored = evaluate_checkpoint(request, Silent())
     one_image = 100 / record.budget["test_images"]  # another layout's float rounding may flip a near tie
     assert rescored["test_acc"] == pytest.approx(record.test_acc, abs=one_image + 1e-9)
     assert rescored["spec_hash"] == record.spec_hash

@@ -8,6 +8,7 @@ selection rule's model is tested once (`test_by_rule`), and the spec names which
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from harness.common.errors import RunError
 from harness.common.events import Events
 from harness.data.augment import Pipeline
 from harness.data.cifar10 import TEST_SUBSET_SEED, load_cifar10, subset_of
-from harness.data.corrupt import CORRUPTIONS, SEVERITIES, corrupted_accuracy
+from harness.data.corrupt import CORRUPTIONS, SEVERITIES, cifar10c_accuracy, corrupted_accuracy, load_cifar10c
 from harness.models import MODELS, build_model
 from harness.spec import as_tuples
 from harness.train import checkpoint
@@ -30,37 +31,56 @@ from harness.train.step import correct_mask, percent
 EVAL_BATCH = 256  # `harness eval`, which has no spec
 
 
-def evaluate_checkpoint(
-    path: Path, data: str | None, subset: int | None, device_name: str, corruptions: bool, events: Events
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `harness eval` is asked to score."""
+
+    checkpoint: Path
+    data: str | None = None  # CIFAR-10 for the clean test set (default: $HARNESS_DATA, else the download)
+    subset: int | None = None  # clean test images only; CIFAR-10-C is always scored whole
+    device: str = "auto"
+    corruptions: bool = True  # the quick built-in corruptions
+    cifar10c: Path | None = None  # a folder in the official CIFAR-10-C layout
+
+
+def evaluate_checkpoint(request: EvalRequest, events: Events) -> dict[str, Any]:
     """Clean (and corrupted) test accuracy of the model in a harness checkpoint, without its spec; `events`
     hears first what will be scored and how long that takes here, then the progress."""
+    path = request.checkpoint
     state = checkpoint.load_file(path, verify=False)  # still checked whenever its .sha256 lies beside it
     card = state.get("model_card") or state  # schema 1 checkpoints kept these keys at the top level
     if "model_config" not in card or "normalization" not in card:
         raise checkpoint.CheckpointError(f"{path}: not a harness model checkpoint (no model_config/normalization)")
+    official = load_cifar10c(request.cifar10c) if request.cifar10c is not None else None  # checked before work
     model = _rebuild(path, card["model_config"], state["model"])
-    device = resolve_device(device_name)
+    device = resolve_device(request.device)
     runtime = Runtime.for_device(device)
     model = runtime.model(model)
-    cifar = load_cifar10(data)
+    cifar = load_cifar10(request.data)
     index = np.arange(len(cifar.test_x))
-    if subset is not None:
-        if subset > len(index):
-            raise RunError(f"--subset {subset} exceeds the {len(index)} test images")
-        index = subset_of(index, subset, TEST_SUBSET_SEED)  # a run's test subset (spec val_seed 0)
+    if request.subset is not None:
+        if request.subset > len(index):
+            raise RunError(f"--subset {request.subset} exceeds the {len(index)} test images")
+        index = subset_of(index, request.subset, TEST_SUBSET_SEED)  # a run's test subset (spec val_seed 0)
     images, labels = cifar.test_x[index], cifar.test_y[index]
     transform = Pipeline((), card["normalization"]["mean"], card["normalization"]["std"])
 
-    def score(batch_images: np.ndarray) -> float:
-        return percent(correct_mask(model, batch_images, labels, transform, EVAL_BATCH, runtime))
+    def score(batch_images: np.ndarray, batch_labels: np.ndarray = labels) -> float:
+        return percent(correct_mask(model, batch_images, batch_labels, transform, EVAL_BATCH, runtime))
 
-    passes = 1 + (len(CORRUPTIONS) * len(SEVERITIES) if corruptions else 0)
-    events.message(_plan(len(index), passes, _images_per_s(model, images[:EVAL_BATCH], transform, runtime), device))
-    with events.progress(passes * len(index), "eval", "img") as advance:
+    passes = 1 + (len(CORRUPTIONS) * len(SEVERITIES) if request.corruptions else 0)
+    extra = len(official.labels) * len(official.images) if official else 0
+    rate = _images_per_s(model, images[:EVAL_BATCH], transform, runtime)
+    events.message(_plan(len(index), passes, extra, rate, device))
+    with events.progress(passes * len(index) + extra, "eval", "img") as advance:
         clean = score(images)
         advance(len(index), at="clean")
-        robust = corrupted_accuracy(score, images, lambda at: advance(len(index), at=at)) if corruptions else None
+        robust = None
+        if request.corruptions:
+            robust = corrupted_accuracy(score, images, lambda at: advance(len(index), at=at))
+        benchmark = None
+        if official is not None:
+            benchmark = cifar10c_accuracy(score, official, lambda at: advance(official.per_severity, at=at))
     return {
         "checkpoint": str(path),
         "spec_hash": card.get("spec_hash"),
@@ -69,6 +89,7 @@ def evaluate_checkpoint(
         "test_images": len(index),
         "test_acc": clean,
         "robustness": robust,
+        "cifar10c": benchmark,
     }
 
 
@@ -82,13 +103,17 @@ def _images_per_s(model: nn.Module, probe: np.ndarray, transform: Pipeline, runt
     return len(probe) / max(time.perf_counter() - start, 1e-9)
 
 
-def _plan(images: int, passes: int, rate: float, device: torch.device) -> str:
+def _plan(images: int, passes: int, extra: int, rate: float, device: torch.device) -> str:
     from harness.measure.compute import duration
 
     what = f"{images:,} test images" + (
         f", clean and under {len(CORRUPTIONS)} corruptions x {len(SEVERITIES)} severities" if passes > 1 else ""
     )
-    return f"scoring {what}: {passes * images:,} images at about {rate:.0f} img/s on {device.type}, about {duration(passes * images / rate)}"
+    what += f", and {extra:,} CIFAR-10-C images" if extra else ""
+    total = passes * images + extra
+    return (
+        f"scoring {what}: {total:,} images at about {rate:.0f} img/s on {device.type}, about {duration(total / rate)}"
+    )
 
 
 def _rebuild(path: Path, config: dict[str, Any], weights: dict[str, Any]) -> nn.Module:
@@ -128,4 +153,22 @@ def evaluation_text(path: Path, result: dict[str, Any]) -> str:
             tabulate(body, headers=["corruption", "severity 1", "severity 2", "severity 3"], tablefmt="github")
         )
         lines.append(f"mean corrupted accuracy: {robust['mean']:.2f}%")
+    official = result.get("cifar10c")
+    if official:
+        lines.append(f"CIFAR-10-C ({official['folder']}, {official['images_per_severity']:,} images per severity):")
+        body = [
+            [name, *(f"{acc:.2f}" for acc in by.values()), f"{official['corruption_mean'][name]:.2f}"]
+            for name, by in official["per_corruption"].items()
+        ]
+        headers = ["corruption", *(f"severity {s}" for s in range(1, 6)), "mean"]
+        lines.append(
+            tabulate(
+                body, headers=headers, tablefmt="github", disable_numparse=True, colalign=("left",) + ("right",) * 6
+            )
+        )
+        lines.append(f"mean over the {len(body)} corruptions present: {official['mean']:.2f}%")
+        if official["benchmark_mean"] is not None:
+            lines.append(f"CIFAR-10-C benchmark mean (15 corruptions): {official['benchmark_mean']:.2f}%")
+        else:
+            lines.append(f"no benchmark mean: {len(official['benchmark_missing'])} of its 15 corruptions are missing")
     return "\n".join(lines)

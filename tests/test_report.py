@@ -47,6 +47,8 @@ def test_the_study_is_written_in_three_formats_from_the_committed_record(study: 
     markdown = study.joinpath("study.md").read_text()
     assert f"{record['test_acc']:.2f}" in markdown and record["git"]["commit"][:10] in markdown
     assert "Not the official CIFAR-10 result" in markdown  # the record is on the JPEG copy
+    assert f"results/resnet10/resnet12-grid/{RECORD.name}`" in markdown  # the file it was read from, not
+    assert record["record_path"] not in markdown  # where it was written (another clone's folder)
     claims = [line for line in markdown.splitlines() if line.startswith("| resnet12-acc |")]
     assert claims and all("full budget, but not on the official CIFAR-10 pixels" in line for line in claims[:1])
     assert not re.search(r"\| (reproduced|below claim|above claim) \|", markdown)  # no verdict on these pixels

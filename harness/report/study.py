@@ -10,6 +10,7 @@ written by hand per report. `render.py` turns the facts into Markdown, HTML and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.results.audit import audit
@@ -196,6 +197,7 @@ def _run(record: Record, spec: Spec) -> dict[str, Any]:
         "finished_at": record.finished_at,
         "launcher": (record.launcher or {}).get("by", ""),
         "record": record.record_path,
+        "record_file": _relative(record.read_from or record.record_path),
         "history": [
             {"epoch": h["epoch"] + 1, "val_acc": h.get("val_acc"), "train_loss": h.get("train_loss")}
             for h in record.history
@@ -259,3 +261,11 @@ def _hard(spec: Spec, variants: list[dict[str, Any]], checklist: list[dict[str, 
     if runs and not any(r.data.get("official") for r in runs):
         hard.append("no run on the official CIFAR-10 pixels: the figures here cannot judge a claim")
     return hard
+
+
+def _relative(path: str) -> str:
+    """A record's path relative to the working folder when it lies under it (as committed records do)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path

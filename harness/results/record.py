@@ -86,6 +86,7 @@ class Record:
     history: list[dict[str, Any]] = field(default_factory=list)
     schema: str = SCHEMA
     origin: str = field(default="", compare=False)  # the results folder it was read from; never written
+    read_from: str = field(default="", compare=False)  # the file it was read from (record_path: where it was written)
 
     @property
     def cohort(self) -> dict[str, Any]:
@@ -100,17 +101,17 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         """The record as written (its cohort included, for readers of the JSON)."""
-        written = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "origin"}
+        written = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("origin", "read_from")}
         return {**written, "cohort": self.cohort}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], origin: str = "") -> Record:
+    def from_json(cls, data: dict[str, Any], origin: str = "", read_from: str = "") -> Record:
         """A record as written, or a schema-1 record with its identity and per-rule figures derived."""
-        known = {f.name for f in fields(cls)} - {"origin"}
+        known = {f.name for f in fields(cls)} - {"origin", "read_from"}
         values = {k: v for k, v in data.items() if k in known}
         if data.get("schema") != SCHEMA:
             values = {**_upgrade(data), **values, "schema": SCHEMA}  # derived only where the record is silent
-        return cls(**values, origin=origin)
+        return cls(**values, origin=origin, read_from=read_from)
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +194,7 @@ def load_records(directory: Path) -> tuple[list[Record], list[str]]:
             problems.append(f"{path}: skipped, record lacks {', '.join(missing)}")
             continue
         try:
-            records.append(Record.from_json(data, origin=str(directory)))
+            records.append(Record.from_json(data, origin=str(directory), read_from=str(path)))
         except TypeError as error:
             problems.append(f"{path}: skipped, not a result record of this harness ({error})")
     return records, problems

@@ -115,6 +115,8 @@ def test_the_table_json_has_time_to_target_and_speed_conditions(capsys: pytest.C
     row = next(r for r in json.loads(capsys.readouterr().out) if r["variant"] == "resnet12-grid")
     assert row["target_val_acc"] == 89.03 and row["target_reached"] == "0/1" and row["target_epoch"] is None
     assert row["train_speed_conditions"].startswith("fp32, channels_last, eager, torch 2.14.1")
+    assert main([*args[:-2], "--format", "csv", "--no-latency"]) == 0
+    assert "seed 0: not reached" in capsys.readouterr().out
 
 
 def _chromium(page: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -190,5 +190,5 @@ def timing_dict(timing: Timing | None, prefix: str) -> dict[str, object]:
     """Flatten a Timing into `prefix_*` columns (all None when not measured)."""
     fields = Timing.__dataclass_fields__
     if timing is None:
-        return {f"{prefix}_{k}": None for k in fields}
-    return {f"{prefix}_{k}": v for k, v in asdict(timing).items()}
+        return {f"{prefix}_{k}": None for k in [*fields, "conditions"]}
+    return {**{f"{prefix}_{k}": v for k, v in asdict(timing).items()}, f"{prefix}_conditions": timing.conditions}

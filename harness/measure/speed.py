@@ -90,6 +90,11 @@ def measure_speed(setup: SpeedSetup) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "precision": runtime.precision,
         "channels_last": runtime.channels_last,
+        "torch": torch.__version__,
+        "conditions": (
+            f"{runtime.precision}, {'channels_last' if runtime.channels_last else 'NCHW'}, eager, batch {batch}, "
+            f"torch {torch.__version__}, {device_name(runtime.device)}, {torch.get_num_threads()} threads"
+        ),
         "batch_size": batch,
         "steps": setup.steps,
         "images": setup.images_label,
@@ -247,6 +252,10 @@ def speed_text(result: dict[str, Any]) -> str:
     est = result["estimate"]
     return "\n".join(
         [
+            (
+                f"{result['report']}/{result['variant']}, measured under: {result['conditions']} "
+                "(the naive loop: NCHW fp32)"
+            ),
             tabulate(rows, headers=["loop", "images/s"], tablefmt="github", disable_numparse=True),
             (
                 f"harness/bare {result['harness_over_bare']:.3f}, harness/naive {result['harness_over_naive']:.2f}, "

@@ -84,8 +84,9 @@ def render_measure(rows: list[dict[str, Any]], rounds: int | None) -> str:
         "torch.utils.flop_counter); FLOPs = 2 x MACs."
     )
     if rounds is not None:
+        conditions = rows[0].get("cpu_conditions") if rows else None
         text += (
-            f"\nLatency: eval-mode forward, inference_mode, fp32, NCHW, after warm-up; {rounds} batch-1 calls; "
-            f"CPU threads: {rows[0]['cpu_threads'] if rows else '-'}."
+            f"\nLatency: eval-mode forward, inference_mode, after warm-up; {rounds} batch-1 calls; "
+            f"measured under: {conditions or '-'}."
         )
     return text

@@ -113,8 +113,14 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, list):
         if value and isinstance(value[0], dict) and "claim_id" in value[0]:  # claim_verdicts
             return "; ".join(f"{c['claim_id']}: {c['verdict']}" for c in value)
-        if value and isinstance(value[0], dict):  # claims
+        if value and isinstance(value[0], dict) and "target" in value[0]:  # time_to_target, per run
+            return "; ".join(
+                f"seed {t['seed']}: " + (f"epoch {t['epoch']}" if t["reached"] else "not reached") for t in value
+            )
+        if value and isinstance(value[0], dict) and "text" in value[0]:  # claims
             return "; ".join(f"{c['text']} ({'/'.join(c['stated_in'])}; {c['split']}; {c['selection']})" for c in value)
+        if value and isinstance(value[0], dict):
+            return json.dumps(value)
         return ";".join(str(v) for v in value)
     if isinstance(value, int) and not isinstance(value, bool):  # else pandas makes a column with gaps float
         return str(value)

@@ -9,12 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.train.request import PROFILES
+from harness.common.defaults import DEFAULT_RESULTS, DEFAULT_SPECS, PROFILES, SHIPPED_RESULTS
 
 EXIT_USAGE = 2
-DEFAULT_SPECS = "reproductions"
-SHIPPED_RESULTS = "results"  # the committed records: changed only on purpose (--results results)
-DEFAULT_RESULTS = "runs"  # where `run` and `sweep` write unless told otherwise (git-ignored)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +46,14 @@ _cpus = _whole_number(1, 4096)
 _minutes = _whole_number(1, 525_600)  # a year
 _retries = _whole_number(0, 100)
 _THREADS_HELP = "CPU threads to compute with (default: $OMP_NUM_THREADS, else the cores other processes leave free)"
+
+
+def _records_dir(text: str) -> Path:
+    """An argparse type: an existing folder of result records (a mistyped one would read as 'no runs')."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder of result records")
+    return path
 
 
 def _output_dir(text: str) -> Path:
@@ -112,7 +117,7 @@ def _add_results_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--specs", nargs="+", type=Path, metavar="SPEC", help=f"default: {DEFAULT_SPECS}/*.toml")
     parser.add_argument(
         "--results",
-        type=Path,
+        type=_records_dir,
         action="append",
         help=f"a folder of result records; repeat for several (default: {SHIPPED_RESULTS}/ and {DEFAULT_RESULTS}/)",
     )

@@ -18,7 +18,6 @@ from typing import Any
 
 from harness.arguments import DEFAULT_SPECS, build_parser
 from harness.common.errors import HarnessError
-from harness.train.request import RunOptions
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SPEED_IMAGES = 8192  # enough distinct images for every timed loop; the naive path keeps them as PIL
@@ -131,13 +130,12 @@ def default_profile(device_type: str) -> tuple[str, str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.common.console import ConsoleEvents
-    from harness.common.device import resolve_device
+    from harness.common.device import apply_threads, resolve_device
     from harness.spec import load_spec
     from harness.train.loop import run
+    from harness.train.request import RunOptions
 
     spec = load_spec(args.spec)  # a protocol file here is an error, not skipped as in globs
-    from harness.common.device import apply_threads
-
     defaulted = ""
     if args.profile is None:
         args.profile, defaulted = default_profile(resolve_device(args.device).type)
@@ -149,17 +147,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.common.console import note
+    from harness.common.device import default_threads
     from harness.sweep import (
         Pace,
         SweepRequest,
         SweepStopped,
-        default_threads,
         execute,
         make_executor,
         prepare,
         run_device_type,
         sweep_table,
     )
+    from harness.train.request import RunOptions
 
     specs = _load(args.specs)
     if not specs:
@@ -322,12 +321,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise HarnessError(
                 f"{path}: a protocol file, not a report spec; name a report (e.g. reproductions/resnet10.toml)"
             )
+    if args.report_specs and not args.specs:  # the named reports join the default leaderboard's specs
+        from harness.results.dataframe import default_spec_paths
+
+        known = {path.resolve() for path in default_spec_paths()}
+        missing = [path for path in args.report_specs if path.resolve() not in known]
+        args.specs = [*default_spec_paths(), *missing] if missing else None
+    elif args.report_specs:
+        args.specs = list({path.resolve(): path for path in [*args.specs, *args.report_specs]}.values())
     inputs = _inputs(args)
-    known = {s.path.resolve() for s in inputs.specs}
-    missing = [path for path in args.report_specs if path.resolve() not in known]
-    if missing:  # a report outside the leaderboard's specs joins it, so that its rows exist
-        args.specs = [s.path for s in inputs.specs] + missing
-        inputs = _inputs(args)
     board = _board(args, inputs)
     named = {path.resolve() for path in args.report_specs}
     chosen = [s for s in inputs.specs if (args.all and s.path.parent.name != "references") or s.path.resolve() in named]

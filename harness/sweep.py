@@ -20,7 +20,7 @@ import submitit
 from tabulate import tabulate
 
 from harness.common.console import PlainEvents
-from harness.common.device import resolve_device, usable_cores
+from harness.common.device import apply_threads, resolve_device
 from harness.common.errors import RunError
 from harness.common.registry import did_you_mean
 from harness.data.cifar10 import load_cifar10
@@ -57,10 +57,8 @@ class RunJob(submitit.helpers.Checkpointable):
         self.task, self.threads = task, threads
 
     def __call__(self) -> dict[str, Any]:
-        import torch
-
         if self.threads:
-            torch.set_num_threads(self.threads)
+            apply_threads(self.threads)
         spec = load_spec(self.task.spec_path)  # the job's log (submitit's .out file) holds the run's lines
         record = run(spec, self.task.variant, self.task.options, Path(self.task.results), PlainEvents())
         return summary(record)
@@ -301,10 +299,6 @@ def _progress_line(slots: list[Slot]) -> str:
         f"{count['complete'] + count['diverged']} done ({count['skipped']} skipped as already complete), "
         f"{count['running']} running, {count['pending']} waiting, {count['failed']} failed{eta}"
     )
-
-
-def default_threads(parallel: int) -> int:
-    return max(1, usable_cores() // max(1, parallel))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from harness.common.device import usable_cores  # no PyTorch import: the setting
 if "HARNESS_BENCH_ROUNDS" not in os.environ:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# Every command computes with the same threads whatever the load (harness/threads.py would take fewer on a
+# Every command computes with the same threads whatever the load (harness/common/device.py would take fewer on a
 # busy machine): tests that compare two runs' numbers need the same thread count in both.
 os.environ.setdefault("OMP_NUM_THREADS", str(usable_cores()))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.common import files
 from harness.train import checkpoint
 
 
@@ -77,7 +78,7 @@ def test_loading_refuses_code(tmp_path: Path) -> None:
 
 def test_atomic_json(tmp_path: Path) -> None:
     target = tmp_path / "a" / "r.json"
-    checkpoint.atomic_write_json(target, {"x": 1})
-    checkpoint.atomic_write_json(target, {"x": 2})
+    files.atomic_write_json(target, {"x": 1})
+    files.atomic_write_json(target, {"x": 2})
     assert target.read_text().strip().endswith("}") and '"x": 2' in target.read_text()
     assert [p.name for p in target.parent.iterdir()] == ["r.json"]

@@ -101,6 +101,7 @@ def test_measure_unknown_variant(capsys) -> None:
 
 def test_table_renders_every_report_without_results(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(REPO)
+    (tmp_path / "none").mkdir()
     code, out, _ = run(capsys, "table", "--results", str(tmp_path / "none"))
     assert code == 0
     reports, references = out.split("## Reference networks (not among the five reports)")

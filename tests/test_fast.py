@@ -62,6 +62,7 @@ def test_help_usage_errors_and_spec_commands_load_no_heavy_library(argv: list[st
 
 
 def test_a_warm_table_loads_no_heavy_library_and_fits_120_columns(tmp_path: Path) -> None:
+    (tmp_path / "none").mkdir()
     argv = ["table", "--results", str(tmp_path / "none")]
     code, _, _ = loaded_modules(argv, tmp_path / "cache")  # the first table counts every network once
     assert code == 0

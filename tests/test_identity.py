@@ -66,7 +66,7 @@ def test_requests_that_run_the_same_way_are_one_run() -> None:
 
 
 def test_a_test_chosen_claim_tracks_the_test_set_at_the_full_budget() -> None:
-    # 004's 97.0% is chosen on the test curve: its full-budget runs record that curve without being asked.
+    # report 004's 97.0% is chosen on the test curve: its full-budget runs record that curve without being asked.
     assert identity(RunOptions(profile="full"), R4323, "as-coded").track_test is True
     assert identity(RunOptions(profile="smoke"), R4323, "as-coded").track_test is False  # never judged there
     assert identity(RunOptions(profile="full", track_test=False), R4323, "as-coded").track_test is False

@@ -334,7 +334,7 @@ def test_a_latency_timed_on_a_busy_machine_is_marked(monkeypatch) -> None:
 
 
 def test_a_claim_chosen_on_the_test_curve_is_judged_under_its_own_rule(capsys, tmp_path: Path, monkeypatch) -> None:
-    # 004's code: 97.0% is the best test epoch of 50 (epoch 415), found by stopping on the test curve; its own
+    # report 004's code: 97.0% is the best test epoch of 50 (epoch 415), found by stopping on the test curve; its own
     # last epoch gave 93.96%. An exact reproduction must read "reproduced" under that rule, with the clean
     # (last-epoch) figure beside it and its own gap to the claim.
     monkeypatch.chdir(REPO)

@@ -1,4 +1,4 @@
-"""Mixup, CutMix, 002's switch, per-epoch mixing, label smoothing and distillation arithmetic."""
+"""Mixup, CutMix, report 002's switch, per-epoch mixing, label smoothing and distillation arithmetic."""
 
 from __future__ import annotations
 

@@ -17,10 +17,15 @@ from tests.conftest import SPECS_DIR
 
 # One table of every network's size, checked by one test (as torchvision's references pin their models):
 # (spec, variant, params, MACs). Params: every count of seed-facts.md section 1 (independent of this code),
-# plus the 1x1-shortcut forms of 003 the seed facts also give. MACs: the layer arithmetic of hand_macs in
+# plus the 1x1-shortcut forms of report 003 the seed facts also give. MACs: the layer arithmetic of hand_macs in
 # test_measure.py (conv H_out x W_out x C_out x C_in x k x k, linear in x out), not this harness's counters.
 SIZES = [
-    ("dmsresnet", "as-coded", 4_697_742, 798_690_304),  # Thakur best_model + dropout = 000 student = 001 model
+    (
+        "dmsresnet",
+        "as-coded",
+        4_697_742,
+        798_690_304,
+    ),  # Thakur best_model + dropout = report 000's student = report 001's model
     ("resnet4323-se", "as-coded", 4_993_166, 874_187_776),
     ("se-resnet3343", "as-coded", 4_732_814, 233_740_544),
     ("resnet10", "resnet10-onecycle", 4_980_234, 328_930_304),

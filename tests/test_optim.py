@@ -40,7 +40,7 @@ def test_cosine_past_t_max_rises_again_as_in_004() -> None:
     assert values[415] == pytest.approx(3.5e-4, rel=0.05)
     assert values[430] == pytest.approx(1.4e-3, rel=0.05)
     assert values[449] == pytest.approx(3.7e-3, rel=0.02)
-    assert values[30] == pytest.approx(0.0986, rel=0.01)  # 001 stops at epoch 30: barely decayed
+    assert values[30] == pytest.approx(0.0986, rel=0.01)  # report 001 stops at epoch 30: barely decayed
 
 
 def test_warmup_cosine_of_002() -> None:
@@ -94,7 +94,7 @@ def test_schedule_compression_keeps_proportions() -> None:
 
 
 def test_a_compressed_warm_up_keeps_its_starting_factor() -> None:
-    # 002: 10 warm-up epochs from 0.1x. Compressed to one epoch, the run must still start at 0.1x,
+    # report 002: 10 warm-up epochs from 0.1x. Compressed to one epoch, the run must still start at 0.1x,
     # not at the full rate; compressed to five, it climbs 0.1, 0.325, 0.55, 0.775, 1.0 as the original does
     # over ten (0.1, 0.2, ..., 1.0).
     warm = SCHEDULES["warmup_cosine"].model_validate(
@@ -171,7 +171,7 @@ def _lookahead_trajectory(first_sync: str, steps: int = 12, resume_after: int | 
 
 
 def test_lookahead_as_released_syncs_after_steps_1_6_11() -> None:
-    # Thakur et al.'s lookahead.py (pasted into 000's notebooks): the slow weights are the weights after
+    # Thakur et al.'s lookahead.py (pasted into report 000's notebooks): the slow weights are the weights after
     # step 1 (a sync that changes nothing), then w6 = w1 + 0.5 (fast6 - w1): -1 + 0.5 (-6 + 1) = -3.5,
     # and w11 = -3.5 + 0.5 (-8.5 + 3.5) = -6.
     released = [-1, -2, -3, -4, -5, -3.5, -4.5, -5.5, -6.5, -7.5, -6, -7]

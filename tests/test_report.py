@@ -166,6 +166,24 @@ def test_with_all_the_leaderboard_lists_every_report(tmp_path: Path) -> None:
     assert re.search(rf'data-leaderboard-rows="{variants}"', dom)
 
 
+def test_spec_text_is_escaped_in_the_page_and_the_markdown_table(tmp_path: Path) -> None:
+    spec = tmp_path / "resnet10.toml"
+    spec.write_text((SPECS_DIR / "resnet10.toml").read_text().replace('text = "89.03%"', 'text = "89.03% <b>|&"', 1))
+    args = ["report", str(spec), "--specs", str(spec), "--results", str(SHIPPED), "--out", str(tmp_path / "out")]
+    assert main([*args, "--no-latency"]) == 0
+    page = (tmp_path / "out/resnet10/study.html").read_text()
+    assert "89.03% &lt;b&gt;|&amp;" in page and "<b>|" not in page
+    markdown = (tmp_path / "out/resnet10/study.md").read_text()
+    assert '| "89.03% <b>\\|&" |' in markdown  # the pipe cannot end the cell
+
+
+def test_a_mistyped_results_folder_is_an_error_not_an_empty_study(tmp_path: Path, capsys) -> None:
+    argv = ["report", str(SPECS_DIR / "resnet10.toml"), "--results", str(tmp_path / "typo"), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and "typo: no such folder of result records" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

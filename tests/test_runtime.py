@@ -1,6 +1,6 @@
 """Every setting CUDA runs take by default, taken on the CPU: one code path, the device a parameter.
 
-runtime.py lists what is truly CUDA-only (a synchronize, the device's name, two process-wide flags);
+common/device.py lists what is truly CUDA-only (a synchronize, the device's name, two process-wide flags);
 everything else a GPU run does differently is a setting of `Runtime`, and each is exercised here.
 """
 

@@ -152,7 +152,7 @@ class ScriptedValidation:
 def test_best_val_takes_the_later_of_tied_epochs_and_survives_a_resume(
     jpeg_archive: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    # 003's loop keeps a checkpoint when validation accuracy is >= the best so far: of two tied epochs the
+    # report 003's loop keeps a checkpoint when validation accuracy is >= the best so far: of two tied epochs the
     # later wins. Epochs 1 and 2 (0-based) tie at 60%: the selected model is epoch 2's, also after a resume.
     from harness.train import loop as train
 

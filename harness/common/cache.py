@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.common.files import atomic_write_json
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "harness"))
@@ -24,6 +26,4 @@ def read_table(name: str) -> dict[str, Any]:
 
 def store_in_table(name: str, key: str, value: Any) -> None:
     """Add one entry to a JSON table, written atomically (a reader never sees half a file)."""
-    from harness.train.checkpoint import atomic_write_json
-
     atomic_write_json(cache_dir() / name, {**read_table(name), key: value})

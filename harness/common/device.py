@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,6 @@ from harness.common.lazy import lazy
 
 if TYPE_CHECKING:
     from torch import nn
-import time
 
 torch = lazy("torch")  # loaded on first use: the CPU's name is read without it
 
@@ -153,8 +153,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-torch = lazy("torch")
-
 LOAD_WINDOW_S = 0.5  # long enough to see a busy process, short beside any run
 
 
@@ -220,3 +218,8 @@ def apply_threads(requested: int | None, deterministic: bool = False) -> str:
     choice = choose_threads(requested, deterministic)
     torch.set_num_threads(choice.threads)
     return choice.reason
+
+
+def default_threads(parallel: int) -> int:
+    """Threads for each of `parallel` local sweep jobs: the usable cores shared out, at least one."""
+    return max(1, usable_cores() // max(1, parallel))

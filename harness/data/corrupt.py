@@ -25,7 +25,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from harness.common.registry import did_you_mean
-from harness.data.cifar10 import IMAGE_SIZE, DataError
+from harness.data.cifar10 import CLASSES, IMAGE_SIZE, DataError
 
 SEVERITIES = (1, 2, 3)
 PARAMETERS: dict[str, tuple[float, float, float]] = {
@@ -141,6 +141,10 @@ def load_cifar10c(folder: Path) -> Cifar10C:
         raise DataError(
             f"{labels_file}: expected one integer label per image, {CIFAR10C_SEVERITIES} severities of equal size; "
             f"got {labels.dtype} of shape {labels.shape}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise DataError(
+            f"{labels_file}: labels must be class indices 0-{len(CLASSES) - 1}, got {labels.min()}..{labels.max()}"
         )
     known = CIFAR10C_BENCHMARK + CIFAR10C_EXTRA
     images = {}

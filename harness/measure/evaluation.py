@@ -1,9 +1,6 @@
-"""Scoring models: top-1 accuracy on clean, augmented and corrupted images, and `harness eval`.
-
-The test transform is the training pipeline with no ops (augment.Pipeline): the uint8-to-float rule
-and the normalisation are the training path's own. Nothing here chooses a model on test data: each
-selection rule's model is tested once (`test_by_rule`), and the spec names which figure is the clean one.
-"""
+"""`harness eval`: a saved model's accuracy, without its spec, on the clean test set, under the built-in
+corruptions and, given a folder in the official layout, on CIFAR-10-C. Scoring itself is train/step.py's
+`correct_mask`, the same function a run tests with."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from harness.results.identity import budget_text
 
@@ -53,15 +53,16 @@ class Outputs:
 
 
 def environment() -> Environment:
+    """The Jinja2 environment of the templates: HTML escaped, a missing fact an error, LaTeX filters."""
     env = Environment(
         loader=PackageLoader("harness.report", "templates"),
-        autoescape=select_autoescape(["html"]),
+        autoescape=lambda name: bool(name) and name.endswith(".html.j2"),  # select_autoescape sees only ".j2"
         undefined=StrictUndefined,  # a missing fact is an error, never an empty cell
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(latex=latex, fmt=_fmt, pct=lambda v: _fmt(v, ".2f"))
+    env.filters.update(latex=latex, latex_url=latex_url, cell=markdown_cell, fmt=_fmt, pct=lambda v: _fmt(v, ".2f"))
     return env
 
 
@@ -82,7 +83,7 @@ def write_study(study: dict[str, Any], outputs: Outputs) -> list[Path]:
     written = []
     for name, text in files.items():
         path = outputs.out / name
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
 
@@ -90,6 +91,17 @@ def write_study(study: dict[str, Any], outputs: Outputs) -> list[Path]:
 def latex(value: Any) -> str:
     """Text safe inside a LaTeX document."""
     return "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(value))
+
+
+def latex_url(value: Any) -> str:
+    """An address safe inside \\url{}: its % and # escaped, braces and backslashes refused by the
+    spec's own check never reach here."""
+    return str(value).replace("%", r"\%").replace("#", r"\#")
+
+
+def markdown_cell(value: Any) -> str:
+    """Text safe in one Markdown table cell: its pipes escaped, its line breaks made spaces."""
+    return " ".join(str(value).split()).replace("|", "\\|")
 
 
 def _board_row(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -116,17 +128,17 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def write_report(
-    spec: Any, rows: list[dict[str, Any]], records: list[Any], out: Path, board: list[dict[str, Any]]
+    spec: Any, every_row: list[dict[str, Any]], records: list[Any], out: Path, listed: list[dict[str, Any]]
 ) -> list[Path]:
     """One report's study in `out/<report name>/`: its learning curves and the accuracy/size/compute
     fronts of every entry (PNG, under plots/), then the four files."""
     from harness.report.study import StudyInputs, build_study
     from harness.results.plot import learning_curves, pareto_plots
 
-    study = build_study(StudyInputs(spec, rows, records))
+    study = build_study(StudyInputs(spec, every_row, records))
     folder = out / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     used = {run["record"] for run in study["runs"]}
     plots = learning_curves([r for r in records if r.record_path in used], folder / "plots")
-    plots += pareto_plots(rows, folder / "plots")
-    return write_study(study, Outputs(folder, plots, board))
+    plots += pareto_plots(every_row, folder / "plots")
+    return write_study(study, Outputs(folder, plots, listed))

@@ -53,7 +53,7 @@ def build_study(inputs: StudyInputs) -> dict[str, Any]:
     spec = inputs.spec
     mine = [r for r in inputs.rows if r["report"] == spec.name]
     used = {path for row in mine for path in row["records_used"]}
-    runs = [r for r in inputs.records if r.record_path in used]
+    runs = list({r.record_path: r for r in inputs.records if r.record_path in used}.values())  # copies once
     names = {row["variant"] for row in mine}
     tested = [c for c in _central_first(spec) if names.intersection(c.variants)]
     claims = [_claim(spec, c, mine) for c in tested]
@@ -77,7 +77,8 @@ def build_study(inputs: StudyInputs) -> dict[str, Any]:
             "easy": _easy(spec, mine, checklist),
             "hard": _hard(spec, variants, checklist, runs),
         },
-        "official_runs": any(r.data.get("official") for r in runs),
+        "unofficial": sorted({r.data.get("source") or r.data_source for r in runs if not r.data.get("official")}),
+        "n_unofficial": sum(not r.data.get("official") for r in runs),
         "any_verdict": any(v["judged"] for c in claims for v in c["verdicts"]),
     }
 
@@ -91,7 +92,9 @@ def _results(claims: list[dict[str, Any]]) -> list[str]:
     ]
     counts = [v for c in claims if c["metric"] == "params" for v in c["verdicts"]]
     if counts:
-        lines.append(f"parameter counts: {sum(v['judged'] for v in counts)} of {len(counts)} stated counts reproduce")
+        lines.append(
+            f"parameter counts: {sum(v['judged'] for v in counts)} of {len(counts)} (claim, variant) pairs reproduce"
+        )
     return lines
 
 
@@ -237,7 +240,8 @@ def _methodology(spec: Spec, runs: list[Record]) -> list[str]:
 
 
 def _easy(spec: Spec, rows: list[dict[str, Any]], checklist: list[dict[str, Any]]) -> list[str]:
-    easy = [f"{item['item']}: {item['note']}" for item in checklist if item["present"]]
+    released = [item["item"].lower() for item in checklist if item["present"]]
+    easy = [f"released: {', '.join(released)} (the checklist below says how complete each is)"] if released else []
     for row in rows:
         if row["params_agreement"]:
             easy.append(

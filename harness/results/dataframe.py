@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.arguments import DEFAULT_RESULTS as RESULTS_DIR
-from harness.arguments import DEFAULT_SPECS as SPECS_DIR
-from harness.arguments import SHIPPED_RESULTS as SHIPPED_DIR
+from harness.common.defaults import DEFAULT_RESULTS as RESULTS_DIR
+from harness.common.defaults import DEFAULT_SPECS as SPECS_DIR
+from harness.common.defaults import SHIPPED_RESULTS as SHIPPED_DIR
 from harness.common.errors import HarnessError
 from harness.results.record import Record, load_records
 from harness.spec import Protocol, Spec, SpecError, is_protocol_file, load_protocol, load_specs
@@ -40,13 +40,18 @@ class Inputs:
     problems: list[str]  # records that could not be read, one line each
 
 
+def default_spec_paths() -> list[Path]:
+    """The report specs under reproductions/ and its references/, protocol files left out."""
+    default = [*sorted(DEFAULT_SPECS.glob("*.toml")), *sorted(DEFAULT_SPECS.glob("references/*.toml"))]
+    return [p for p in default if not is_protocol_file(p)]
+
+
 def gather(
     specs: Sequence[Path] | None = None, results: Sequence[Path] | None = None, common: Path | None = None
 ) -> Inputs:
     """The specs (default: reproductions/ and its references/), the common protocol (default:
     reproductions/common.toml when it exists) and the records in `results` (default: results/ and runs/)."""
-    default = [*sorted(DEFAULT_SPECS.glob("*.toml")), *sorted(DEFAULT_SPECS.glob("references/*.toml"))]
-    paths = list(specs or [p for p in default if not is_protocol_file(p)])
+    paths = list(specs or default_spec_paths())
     if not paths:
         raise HarnessError(f"no specs in {DEFAULT_SPECS}/ (run from the project root, or pass the spec files)")
     loaded, problems = load_specs(paths)

@@ -59,7 +59,7 @@ class Identity:
     train_images: int | None  # None: every image left after the validation split
     val_images: int | None  # None: the whole validation split
     test_images: int | None  # None: all 10,000
-    full_budget: bool  # the spec's own epochs on all its images (budget.Budget.is_full)
+    full_budget: bool  # the spec's own epochs on all its images (train.request.Budget.is_full)
     data_sha256: str
     device_type: str  # cpu, cuda or mps
     precision: str  # fp32 or bf16 (autocast)

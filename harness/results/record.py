@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.common.device import device_name
+from harness.common.files import atomic_write_json
 from harness.common.lazy import lazy
 from harness.measure.size import size_of
 from harness.results.identity import COHORT_FIELDS, RESULTS_VERSION, Identity
@@ -216,8 +217,6 @@ def find_record(results: Path, identity: Identity) -> Record | None:
 
 def write_record(record: Record) -> None:
     """Write a record atomically where its path says."""
-    from harness.train.checkpoint import atomic_write_json
-
     atomic_write_json(Path(record.record_path), record.to_json())
 
 

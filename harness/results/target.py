@@ -25,7 +25,7 @@ def time_to_target(history: list[dict[str, Any]], target: float) -> dict[str, An
         value = entry.get("val_acc")
         if value is None:
             continue
-        if best is None or value > best:
+        if best is None or value >= best:  # ties: the later epoch, as the run's best-val rule takes it
             best, best_epoch = value, entry["epoch"] + 1
         if value >= target:
             hours = seconds / 3600 if timed else None
@@ -38,10 +38,11 @@ def time_to_target(history: list[dict[str, Any]], target: float) -> dict[str, An
 def target_columns(runs: list[Record], target: float | None) -> dict[str, Any]:
     """A row's time to `target` (the headline claim's value) over its runs: how many reached it, the
     median epoch and device-hours of those that did, and each run's figures."""
-    if target is None or not any(r.history for r in runs):
+    validated = [r for r in runs if any(h.get("val_acc") is not None for h in r.history)]
+    if target is None or not validated:  # without a validation curve, no time can be read (never from test)
         return {"target_val_acc": target, "target_reached": None, "target_epoch": None, "target_device_hours": None,
                 "time_to_target": []}  # fmt: skip
-    each = [{"seed": r.seed, **time_to_target(r.history, target)} for r in runs if r.history]
+    each = [{"seed": r.seed, **time_to_target(r.history, target)} for r in validated]
     reached = [t for t in each if t["reached"]]
     hours = [t["device_hours"] for t in reached if t["device_hours"] is not None]
     return {

@@ -5,7 +5,8 @@ they configure (models, augmentation ops, optimizers and schedules).
 - sections.py: the training-facing sections (model, data, augment, train, eval), shared by report specs
   and protocol files, and the recipe hash;
 - report.py: the report, its claims and the variants' deviations;
-- loader.py: reading a report spec, merging variants over the base, linking teachers;
+- loader.py: reading a report spec, linking teachers;
+- variants.py: each variant merged over the base recipe, with its deviations;
 - problems.py: validation errors as one line each, `FILE:KEY: problem (did you mean X?)`;
 - protocol.py: common protocols, one recipe applied to any variant's network.
 """

@@ -22,6 +22,7 @@ SPLIT_CODE = {
     "train": "r",
     "train-mixed": "m",
 }
+URL_PATTERN = r"^[^\s{}\\]*$"  # an address as written, without spaces, braces or backslashes (it goes into \url{})
 SELECTION_CODE = {"last-epoch": "L", "best-epoch-test": "B", "test-early-stop": "E", "best-val": "V", "unknown": "?"}
 
 
@@ -52,8 +53,8 @@ class Report(Section):
     authors: tuple[str, ...] = Field(min_length=1)
     year: int = Field(ge=1990, le=2100)
     seed: str | None = Field(None, min_length=1, description="the report's file name in shared/seeds/, if it has one")
-    url: str = Field("", description="where the paper (or README) is")
-    code_url: str = ""
+    url: str = Field("", pattern=URL_PATTERN, description="where the paper (or README) is")
+    code_url: str = Field("", pattern=URL_PATTERN)
     code_read: str = Field("", description="repository and commit the as-coded values were read from")
     param_budget: int = Field(5_000_000, gt=0)
     release: Release | None = None

@@ -10,16 +10,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from harness.common.errors import HarnessError
+from harness.common.files import atomic_write_bytes
 from harness.common.lazy import lazy
 
 torch = lazy("torch")  # loaded on first use: records are written and read without PyTorch
@@ -30,32 +29,6 @@ PATTERN = re.compile(r"^epoch-(\d{4,})\.pt$")
 
 class CheckpointError(HarnessError):
     """No usable checkpoint; the message says what was found and why it was rejected."""
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
 
 
 def save_file(path: Path, state: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Training: one visible loop for every recipe, resumable, on any device, with an honest budget.
 
-`run()` reads top to bottom: resolve the request into a run context (context.py), skip it if its record
+`run()` reads top to bottom: resolve the request into a run context (request.py), skip it if its record
 exists, then under the run's lock get the teacher, build the model, resume, `fit` (`train_one_epoch`
 plus validation and a checkpoint per epoch), `select_and_test`, and write the record. Randomness is
 reseeded from (seed, epoch) at the start of every epoch, so a run resumed from any checkpoint replays
@@ -106,7 +106,7 @@ def fit(ctx: RunContext, step: TrainStep, source: TrainingImages, start: StartPo
             )
             return Trained(history, best, start.wall_time_s + time.perf_counter() - started, diverged)
         val_images, val_labels = ctx.split("val")
-        val_seed = ctx.identity.seed * 1_000_003 + epoch  # 002's augmented validation, the same on a resume
+        val_seed = ctx.identity.seed * 1_000_003 + epoch  # report 002's augmented validation, the same on a resume
         entry["val_acc"] = validation_accuracy(_module(step), val_images, val_labels, ctx.recipe, source, val_seed)
         entry["seconds"] = time.perf_counter() - epoch_start
         if ctx.identity.track_test:

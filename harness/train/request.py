@@ -17,26 +17,19 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
-
-from harness.common.errors import HarnessError
-from harness.data.cifar10 import SPLIT_SIZES
-
-if TYPE_CHECKING:  # budget.py stays free of PyTorch: the CLI reads PROFILES before it loads anything
-    from harness.spec import Phase, Recipe
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from harness.common.defaults import Profile
 from harness.common.device import Runtime, cpu_has_bf16_units, resolve_device
-from harness.common.errors import RunError
-from harness.data.cifar10 import Cifar10, Splits, load_cifar10, make_splits
+from harness.common.errors import HarnessError, RunError
+from harness.data.cifar10 import SPLIT_SIZES, Cifar10, Splits, load_cifar10, make_splits
 from harness.results.identity import Identity
-from harness.spec import TEST_SELECTION, Recipe, Spec, Variant, resolve_protocol, with_protocol
+from harness.spec import TEST_SELECTION, Phase, Recipe, Spec, Variant, resolve_protocol, with_protocol
 from harness.train import checkpoint
 
-Profile = Literal["full", "short", "demo", "smoke"]
-PROFILES: tuple[Profile, ...] = ("full", "short", "demo", "smoke")
 SHORT_FRACTION = 0.1  # short: a tenth of the epochs on all the data
 SMOKE_TRAIN_IMAGES = 1024  # smoke: a small subset, and one epoch per training phase: proves the code path
 # demo: enough to learn visibly in minutes on a laptop CPU (resnet10-onecycle: 56.6% on the JPEG copy in
@@ -53,6 +46,8 @@ class BudgetError(HarnessError):
 
 @dataclass(frozen=True)
 class Budget:
+    """How much of a recipe a run does: its epochs and how many training, validation and test images."""
+
     profile: Profile
     epochs: int
     spec_epochs: int

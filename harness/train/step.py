@@ -12,30 +12,26 @@ names which figure is the clean one.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harness.common.device import Runtime
 from harness.data.augment import Pipeline
-from harness.data.cifar10 import TrainingImages
+from harness.data.cifar10 import TrainingImages, on_device
 from harness.models import build_model
-from harness.spec import Recipe
+from harness.spec import Distill, Mix, Recipe
 
 if TYPE_CHECKING:
     from harness.train.request import RunContext
-import copy
-from collections.abc import Callable
-
-import torch.nn.functional as F
-
-from harness.data.cifar10 import on_device
-from harness.spec import Distill, Mix
 
 
 def seed_epoch(
@@ -122,6 +118,7 @@ class TrainStep:
 
 
 def steps_per_epoch(ctx: RunContext) -> int:
+    """Optimizer steps in one epoch: every training image once, the last batch possibly short."""
     return math.ceil(len(ctx.splits.train) / ctx.recipe.train.batch_size)
 
 

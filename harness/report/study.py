@@ -240,8 +240,8 @@ def _methodology(spec: Spec, runs: list[Record]) -> list[str]:
 
 
 def _easy(spec: Spec, rows: list[dict[str, Any]], checklist: list[dict[str, Any]]) -> list[str]:
-    released = [item["item"].lower() for item in checklist if item["present"]]
-    easy = [f"released: {', '.join(released)} (the checklist below says how complete each is)"] if released else []
+    released = [item["item"] for item in checklist if item["present"]]
+    easy = [f"Released: {', '.join(released)} (the checklist below says how complete each is)"] if released else []
     for row in rows:
         if row["params_agreement"]:
             easy.append(

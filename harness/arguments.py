@@ -48,14 +48,6 @@ _retries = _whole_number(0, 100)
 _THREADS_HELP = "CPU threads to compute with (default: $OMP_NUM_THREADS, else the cores other processes leave free)"
 
 
-def _records_dir(text: str) -> Path:
-    """An argparse type: an existing folder of result records (a mistyped one would read as 'no runs')."""
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: no such folder of result records")
-    return path
-
-
 def _output_dir(text: str) -> Path:
     """An argparse type: a folder that exists or can be created here, never a file (checked before any work)."""
     path = Path(text)
@@ -117,7 +109,7 @@ def _add_results_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--specs", nargs="+", type=Path, metavar="SPEC", help=f"default: {DEFAULT_SPECS}/*.toml")
     parser.add_argument(
         "--results",
-        type=_records_dir,
+        type=Path,
         action="append",
         help=f"a folder of result records; repeat for several (default: {SHIPPED_RESULTS}/ and {DEFAULT_RESULTS}/)",
     )

@@ -193,8 +193,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             note(f"sweep: {line}")
             shown[0] = line
 
-    # SIGTERM (a scheduler, `kill`) stops the sweep as Ctrl-C does, so that its local runs stop with it
-    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
+    # SIGTERM (a scheduler, `kill`) stops the sweep as Ctrl-C does, so that its local runs stop with it. A shell
+    # starts background jobs (`nohup harness sweep ... &`) with SIGINT ignored, and the runs would inherit
+    # that: handled here, SIGINT reaches them as the default again, so cancelling a run stops it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         slots = execute(tasks, done, make_executor(args.executor, logs, args.parallel, slurm), pace, progress)
     except SweepStopped as stopped:
@@ -206,6 +209,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 130
     print(sweep_table(slots))
     return EXIT_FAILURE if any(s.state in ("failed", "diverged") for s in slots) else EXIT_OK
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_speed(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ LONG = {  # pattern in a command -> why it is only parsed here
     r"^harness eval(?!.*--no-corruptions)": "scores 16 versions of the test set",
     r"^harness compare": "needs three seeds of two entries (a sweep)",
     r"--results /shared": "a cluster's shared folder",
+    r"--cifar10c ~/": "CIFAR-10-C is a 2.7 GB download (tests/test_cifar10c.py scores a miniature)",
 }
 
 

@@ -177,11 +177,10 @@ def test_spec_text_is_escaped_in_the_page_and_the_markdown_table(tmp_path: Path)
     assert '| "89.03% <b>\\|&" |' in markdown  # the pipe cannot end the cell
 
 
-def test_a_mistyped_results_folder_is_an_error_not_an_empty_study(tmp_path: Path, capsys) -> None:
+def test_a_mistyped_results_folder_is_named_in_a_warning(tmp_path: Path, capsys) -> None:
     argv = ["report", str(SPECS_DIR / "resnet10.toml"), "--results", str(tmp_path / "typo"), "--out", str(tmp_path)]
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    assert stop.value.code == 2 and "typo: no such folder of result records" in capsys.readouterr().err
+    assert main([*argv, "--no-latency"]) == 0  # as a README example reads runs/demo before make demo made it
+    assert f"harness: warning: {tmp_path / 'typo'}: no such folder of result records" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,8 @@ def gather(
     records: list[Record] = []
     unreadable: list[str] = []
     for folder in results or [SHIPPED_RESULTS, DEFAULT_RESULTS]:
+        if results and not Path(folder).is_dir():  # a folder asked for by name: a typo must not read as "no runs"
+            unreadable.append(f"{folder}: no such folder of result records; nothing read from it")
         found, trouble = load_records(Path(folder))
         records += found
         unreadable += trouble

@@ -9,6 +9,7 @@ conditions (`speed_conditions`), as timm's benchmark files do.
 
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ def target_columns(runs: list[Record], target: float | None) -> dict[str, Any]:
     return {
         "target_val_acc": target,
         "target_reached": f"{len(reached)}/{len(each)}",
-        "target_epoch": _median([t["epoch"] for t in reached]),
-        "target_device_hours": _median(hours),
+        "target_epoch": statistics.median([t["epoch"] for t in reached]) if reached else None,
+        "target_device_hours": statistics.median(hours) if hours else None,
         "time_to_target": each,
     }
 
@@ -73,11 +74,3 @@ def speed_conditions(record: Record) -> str:
     torch_version = (record.versions or {}).get("torch", "?")
     name = device.get("name") or device.get("type", "?")
     return f"{identity.get('precision', 'fp32')}, {layout}, {compiled}, torch {torch_version}, {name}{threads}"
-
-
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -66,7 +66,7 @@ def test_a_nan_is_caught_at_the_next_read_back_every_10_steps(jpeg_archive: Path
     monkeypatch.setattr(step, "training_loss", poisoned)
     options = RunOptions(profile="smoke", epochs=2, subset=1024, data=str(jpeg_archive), device="cpu")
     record = run(R10, "resnet12-grid", options, tmp_path, Silent())  # 4 steps an epoch at batch 256
-    assert record.status == "diverged" and record.diverged_at["epoch"] == 0
+    assert record.status == "diverged" and record.diverged_at["epoch"] == 1  # the first epoch, counted from 1
     assert record.diverged_at["step"] == 3 and record.diverged_at["loss"] == "nan"  # the epoch's last step reads back
 
 

@@ -118,7 +118,7 @@ def test_every_variant_runs_what_its_spec_says_and_records_it(
     expected = spec.variant(variant).recipe
     assert record.recipe == compress(expected, make_budget(expected, "smoke", subset=64)).model_dump(mode="json")
     assert (record.params, record.macs) == (size_of(expected.model).params, size_of(expected.model).macs)
-    assert [h["epoch"] for h in record.history] == list(range(record.budget["epochs"]))
+    assert [h["epoch"] for h in record.history] == list(range(1, record.budget["epochs"] + 1))  # counted from 1
     final = Path(record.checkpoint_dir) / "final.pt"
     request = EvalRequest(final, str(jpeg_archive), record.budget["test_images"], "cpu", corruptions=False)
     rescored = evaluate_checkpoint(request, Silent())
@@ -150,14 +150,15 @@ def test_best_val_takes_the_later_of_tied_epochs_and_survives_a_resume(
     jpeg_archive: Path, tmp_path: Path, monkeypatch
 ) -> None:
     # report 003's loop keeps a checkpoint when validation accuracy is >= the best so far: of two tied epochs the
-    # later wins. Epochs 1 and 2 (0-based) tie at 60%: the selected model is epoch 2's, also after a resume.
+    # later wins. Epochs 2 and 3 (counted from 1, as records count) tie at 60%: the selected model is epoch 3's,
+    # also after a resume.
     from harness.train import loop as train
 
     spec = load_spec(RESNET10)  # resnet12-grid selects the best validation epoch
     options = RunOptions(profile="smoke", epochs=4, subset=64, data=str(jpeg_archive), device="cpu", deterministic=True)
     monkeypatch.setattr(train, "validation_accuracy", ScriptedValidation([50.0, 60.0, 60.0, 55.0]))
     whole = run(spec, "resnet12-grid", options, tmp_path / "a", Silent())
-    assert (whole.selected_epoch, whole.val_acc, whole.test_acc_by_rule["best-val-epoch"]) == (2, 60.0, 2)
+    assert (whole.selected_epoch, whole.val_acc, whole.test_acc_by_rule["best-val-epoch"]) == (3, 60.0, 3)
     assert whole.test_acc == whole.test_acc_by_rule["best-val"]
 
     monkeypatch.setattr(train, "validation_accuracy", ScriptedValidation([50.0, 60.0, 60.0]))
@@ -165,7 +166,7 @@ def test_best_val_takes_the_later_of_tied_epochs_and_survives_a_resume(
         run(spec, "resnet12-grid", options, tmp_path / "b", StopAfter(3))
     monkeypatch.setattr(train, "validation_accuracy", ScriptedValidation([55.0]))  # only epoch 3 is left
     resumed = run(spec, "resnet12-grid", RunOptions(**{**options.__dict__, "resume": True}), tmp_path / "b", Silent())
-    assert (resumed.selected_epoch, resumed.test_acc_by_rule) == (2, whole.test_acc_by_rule)
+    assert (resumed.selected_epoch, resumed.test_acc_by_rule) == (3, whole.test_acc_by_rule)
 
 
 def test_the_common_protocol_end_to_end(jpeg_archive: Path, tmp_path: Path, capsys, monkeypatch) -> None:

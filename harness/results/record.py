@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import subprocess
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from harness.train.request import RunContext
 
 
-SCHEMA = "harness.result/2"
-READABLE_SCHEMAS = ("harness.result/1", SCHEMA)  # schema 1 records lack `identity`: derived on reading
+SCHEMA = "harness.result/3"  # 3: epochs counted from 1, as everything a person reads counts them
+READABLE_SCHEMAS = ("harness.result/1", "harness.result/2", SCHEMA)  # 1 lacks `identity`; 1 and 2 count epochs from 0
+RULE_EPOCHS = ("best-val-epoch", "best-epoch-test-epoch")  # test_acc_by_rule's epochs ("last-epoch" is a figure)
 SELECT_RULE = {"last": "last-epoch", "best-val": "best-val"}  # eval.select -> the rule whose figure is the clean one
 REQUIRED = ("schema", "report", "variant", "seed", "profile", "status", "spec_hash")
 
@@ -110,19 +111,38 @@ class Record:
         """A record as written, or a schema-1 record with its identity and per-rule figures derived."""
         known = {f.name for f in fields(cls)} - {"origin", "read_from"}
         values = {k: v for k, v in data.items() if k in known}
+        if data.get("schema") == READABLE_SCHEMAS[0]:
+            values = {**_upgrade(data), **values}  # derived only where the record is silent
         if data.get("schema") != SCHEMA:
-            values = {**_upgrade(data), **values, "schema": SCHEMA}  # derived only where the record is silent
+            values = {**values, **counted_from_one(values), "schema": SCHEMA}
         return cls(**values, origin=origin, read_from=read_from)
 
 
+def counted_from_one(values: dict[str, Any]) -> dict[str, Any]:
+    """The epoch numbers of a record's fields counted from 1 (the training loop counts from 0): its history,
+    the selected epoch, each rule's epoch and where it diverged."""
+    out: dict[str, Any] = {}
+    if values.get("history"):
+        out["history"] = [{**h, "epoch": h["epoch"] + 1} for h in values["history"]]
+    if values.get("selected_epoch") is not None:
+        out["selected_epoch"] = values["selected_epoch"] + 1
+    if values.get("test_acc_by_rule"):
+        out["test_acc_by_rule"] = {
+            key: value + 1 if key in RULE_EPOCHS and value is not None else value
+            for key, value in values["test_acc_by_rule"].items()
+        }
+    if (values.get("diverged_at") or {}).get("epoch") is not None:
+        out["diverged_at"] = {**values["diverged_at"], "epoch": values["diverged_at"]["epoch"] + 1}
+    return out
+
+
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 -> 2: the identity from the record's other fields, and the per-rule test figures."""
+    """Schema 1: the identity from the record's other fields, and the per-rule test figures."""
     identity = _legacy_identity(data)
     rule = SELECT_RULE.get(data.get("selection", "last"), "last-epoch")
     by_rule: dict[str, Any] = {"last-epoch": None, "best-val": None, rule: data.get("test_acc")}
     by_rule["best-epoch-test"] = (data.get("report_rule") or {}).get("value")
     return {
-        "schema": SCHEMA,
         "identity": identity,
         "run_id": Identity(**identity).run_id if set(identity) == set(Identity.__dataclass_fields__) else "",
         "test_acc_by_rule": by_rule,
@@ -285,7 +305,7 @@ def make_record(ctx: RunContext, trained: Trained, tested: Tested, teacher: dict
     )
     throughput = [h["train_images_per_s"] for h in history]
     size = size_of(recipe.model)
-    return Record(
+    record = Record(
         report=ctx.spec.name,
         report_id=ctx.spec.report.id,
         variant=ctx.variant.name,
@@ -345,6 +365,7 @@ def make_record(ctx: RunContext, trained: Trained, tested: Tested, teacher: dict
         checkpoint_dir=str(ctx.checkpoint_dir),
         history=history,
     )
+    return replace(record, **counted_from_one(record.to_json()))
 
 
 SLURM_VARIABLES = {  # what a Slurm job says of itself, kept in the record's provenance

@@ -27,10 +27,10 @@ def time_to_target(history: list[dict[str, Any]], target: float) -> dict[str, An
         if value is None:
             continue
         if best is None or value >= best:  # ties: the later epoch, as the run's best-val rule takes it
-            best, best_epoch = value, entry["epoch"] + 1
+            best, best_epoch = value, entry["epoch"]
         if value >= target:
             hours = seconds / 3600 if timed else None
-            return {"target": target, "reached": True, "epoch": entry["epoch"] + 1, "device_hours": hours,
+            return {"target": target, "reached": True, "epoch": entry["epoch"], "device_hours": hours,
                     "best_val": best, "best_epoch": best_epoch}  # fmt: skip
     return {"target": target, "reached": False, "epoch": None, "device_hours": None,
             "best_val": best, "best_epoch": best_epoch}  # fmt: skip

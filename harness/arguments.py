@@ -270,7 +270,13 @@ def _result_commands(commands: Any, handlers: dict[str, Callable[[argparse.Names
     plot.set_defaults(func=handlers["plot"])
 
     report = commands.add_parser("report", help="each report's reproduction study: Markdown, HTML, LaTeX and BibTeX")
-    report.add_argument("report_specs", nargs="*", type=Path, metavar="SPEC", help="the reports to write studies of")
+    report.add_argument(
+        "report_specs",
+        nargs="*",
+        type=Path,
+        metavar="SPEC",
+        help="the reports to write studies of; each takes the place of the shipped spec of its report",
+    )
     report.add_argument("--all", action="store_true", help="every report's study, and every report in the leaderboard")
     _add_results_options(report)
     report.add_argument(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from harness.common.defaults import DEFAULT_SPECS as SPECS_DIR
 from harness.common.defaults import SHIPPED_RESULTS as SHIPPED_DIR
 from harness.common.errors import HarnessError
 from harness.results.record import Record, load_records
-from harness.spec import Protocol, Spec, SpecError, is_protocol_file, load_protocol, load_specs
+from harness.spec import Problem, Protocol, Spec, SpecError, is_protocol_file, load_protocol, load_specs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +38,7 @@ class Inputs:
     common: Protocol | None
     records: list[Record]
     problems: list[str]  # records that could not be read, one line each
+    notes: list[str] = field(default_factory=list)  # spec files that took a shipped spec's place, one line each
 
 
 def default_spec_paths() -> list[Path]:
@@ -47,16 +48,17 @@ def default_spec_paths() -> list[Path]:
 
 
 def gather(
-    specs: Sequence[Path] | None = None, results: Sequence[Path] | None = None, common: Path | None = None
+    specs: Sequence[Path] | None = None,
+    results: Sequence[Path] | None = None,
+    common: Path | None = None,
+    named: Sequence[Path] = (),
 ) -> Inputs:
     """The specs (default: reproductions/ and its references/), the common protocol (default:
-    reproductions/common.toml when it exists) and the records in `results` (default: results/ and runs/)."""
-    paths = list(specs or default_spec_paths())
-    if not paths:
-        raise HarnessError(f"no specs in {DEFAULT_SPECS}/ (run from the project root, or pass the spec files)")
-    loaded, problems = load_specs(paths)
-    if problems:
-        raise SpecError(problems)
+    reproductions/common.toml when it exists) and the records in `results` (default: results/ and runs/).
+
+    `named` are spec files asked for besides: they join `specs`, or, without `specs`, each takes the place
+    of the shipped spec of its report (`notes` says so). One file per report: two are a SpecError."""
+    loaded, notes = spec_set(specs, named)
     common_path = common or DEFAULT_SPECS / "common.toml"
     protocol = load_protocol(common_path) if common or common_path.exists() else None
     records: list[Record] = []
@@ -67,7 +69,67 @@ def gather(
         found, trouble = load_records(Path(folder))
         records += found
         unreadable += trouble
-    return Inputs(loaded, protocol, records, unreadable)
+    return Inputs(loaded, protocol, records, unreadable, notes)
+
+
+def spec_set(specs: Sequence[Path] | None = None, named: Sequence[Path] = ()) -> tuple[list[Spec], list[str]]:
+    """The specs to read, one per report, and a note for each shipped spec a named one replaced.
+
+    `specs` (if any) and `named` are the files asked for: two of one report are an error naming both, as a
+    second file of a report would add every row of it again. Without `specs`, the shipped specs are the
+    rest, each in its place unless a named file of its report takes that place."""
+    asked = _distinct([*(specs or []), *named])
+    spelled = {path.resolve(): path for path in asked}  # a shipped file asked for by name: as it was written
+    shipped = [] if specs else [spelled.get(path.resolve(), path) for path in default_spec_paths()]
+    paths = _distinct([*shipped, *asked])
+    if not paths:
+        raise HarnessError(f"no specs in {DEFAULT_SPECS}/ (run from the project root, or pass the spec files)")
+    loaded, problems = load_specs(paths)
+    if problems:
+        raise SpecError(problems)
+    chosen = {path.resolve() for path in asked}
+    given = [spec for spec in loaded if spec.path.resolve() in chosen]
+    _one_file_per_report(given)
+    by_name = {spec.name: spec for spec in given}
+    out: list[Spec] = []
+    notes: list[str] = []
+    for spec in loaded:
+        place = spec if spec.path.resolve() in chosen else by_name.get(spec.name, spec)
+        if place is not spec:  # a shipped spec the command line replaces, in its place
+            notes.append(f'{place.path} replaces {spec.path} (same report "{spec.name}")')
+        if not any(place is other for other in out):
+            out.append(place)
+    _one_file_per_report(out)
+    return out, notes
+
+
+def _distinct(paths: Sequence[Path]) -> list[Path]:
+    """The paths in order, each file once however it is written (`x.toml`, `./x.toml`)."""
+    seen: set[Path] = set()
+    out = []
+    for path in map(Path, paths):
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            out.append(path)
+    return out
+
+
+def _one_file_per_report(specs: Sequence[Spec]) -> None:
+    first: dict[str, Spec] = {}
+    problems = []
+    for spec in specs:
+        if spec.name in first:
+            problems.append(
+                Problem(
+                    str(spec.path),
+                    "report.name",
+                    f'report "{spec.name}" is also the report of {first[spec.name].path}; '
+                    "expected one spec file per report (its rows would count twice)",
+                )
+            )
+        first.setdefault(spec.name, spec)
+    if problems:
+        raise SpecError(problems)
 
 
 def load_results(

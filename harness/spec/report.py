@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from harness.common.schema import Section
 from harness.spec.sections import NAME_PATTERN
@@ -22,8 +23,22 @@ SPLIT_CODE = {
     "train": "r",
     "train-mixed": "m",
 }
-URL_PATTERN = r"^[^\s{}\\]*$"  # an address as written, without spaces, braces or backslashes (it goes into \url{})
+# A web address: http:// or https://, a host, then anything but spaces, control characters, braces and
+# backslashes (it becomes a link in the HTML study and goes into LaTeX's \url{}); or empty, for none.
+URL_PATTERN = r"(?:https?://[A-Za-z0-9\[][^\s\x00-\x1f\x7f{}\\/?#]*(?:[/?#][^\s\x00-\x1f\x7f{}\\]*)?)?"  # empty, or http(s)://host[path]
+URL_EXPECTED = "expected an absolute http:// or https:// address with a host, without spaces, braces or backslashes"
 SELECTION_CODE = {"last-epoch": "L", "best-epoch-test": "B", "test-early-stop": "E", "best-val": "V", "unknown": "?"}
+
+
+def _web_address(text: str) -> str:
+    """A spec's address as written, if it is one (javascript:, data:, file: or a relative path is not); "" is none."""
+    if not re.fullmatch(URL_PATTERN, text):
+        raise ValueError(URL_EXPECTED)
+    return text
+
+
+WebAddress = Annotated[str, AfterValidator(_web_address)]
+"""Every address field of a spec: empty, or an absolute http(s) address that is safe as a link and in \\url{}."""
 
 
 class ReleaseItem(Section):
@@ -53,9 +68,12 @@ class Report(Section):
     authors: tuple[str, ...] = Field(min_length=1)
     year: int = Field(ge=1990, le=2100)
     seed: str | None = Field(None, min_length=1, description="the report's file name in shared/seeds/, if it has one")
-    url: str = Field("", pattern=URL_PATTERN, description="where the paper (or README) is")
-    code_url: str = Field("", pattern=URL_PATTERN)
+    url: WebAddress = Field("", description="where the paper (or README) is")
+    code_url: WebAddress = Field("", description="where the released code is")
     code_read: str = Field("", description="repository and commit the as-coded values were read from")
+    communication: str | None = Field(
+        None, min_length=1, description="contact with the authors: 'none', or who was asked what, when, and the answer"
+    )
     param_budget: int = Field(5_000_000, gt=0)
     release: Release | None = None
 

@@ -248,11 +248,14 @@ def cmd_speed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _inputs(args: argparse.Namespace) -> Any:
-    """The specs, the common protocol and the records of table, plot and compare (results.gather)."""
+def _inputs(args: argparse.Namespace, named: Sequence[Path] = ()) -> Any:
+    """The specs, the common protocol and the records of table, plot, report and compare (results.gather);
+    `named` spec files join --specs, or without it take the place of the shipped spec of their report."""
     from harness.results.dataframe import gather
 
-    inputs = gather(args.specs, args.results, args.common)
+    inputs = gather(args.specs, args.results, args.common, named)
+    for note in inputs.notes:
+        print(f"harness: note: {note}", file=sys.stderr)
     for problem in inputs.problems:
         print(f"harness: warning: {problem}", file=sys.stderr)
     return inputs
@@ -306,17 +309,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from harness.results.plot import learning_curves, pareto_plots
+    from harness.results.plot import claim_lines, learning_curves, pareto_plots
 
     inputs = _inputs(args)
-    board = _board(args, inputs)
-    for path in pareto_plots(board, args.out) + learning_curves(inputs.records, args.out):
-        print(path)
+    drawn, left_out = pareto_plots(_board(args, inputs), args.out)
+    drawn += learning_curves(inputs.records, args.out, claims=claim_lines(inputs.specs))
+    for figure in drawn:
+        print(figure.path)
+    for sentence in left_out:  # a figure with nothing to draw is not written: say why
+        print(f"harness: note: {sentence}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report.render import write_report
+    from harness.report.render import board_of, write_report
     from harness.spec import is_protocol_file
 
     if not args.report_specs and not args.all:
@@ -328,22 +334,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise HarnessError(
                 f"{path}: a protocol file, not a report spec; name a report (e.g. reproductions/resnet10.toml)"
             )
-    if args.report_specs and not args.specs:  # the named reports join the default leaderboard's specs
-        from harness.results.dataframe import default_spec_paths
-
-        known = {path.resolve() for path in default_spec_paths()}
-        missing = [path for path in args.report_specs if path.resolve() not in known]
-        args.specs = [*default_spec_paths(), *missing] if missing else None
-    elif args.report_specs:
-        args.specs = list({path.resolve(): path for path in [*args.specs, *args.report_specs]}.values())
-    inputs = _inputs(args)
+    inputs = _inputs(args, named=args.report_specs)  # a named report takes its shipped spec's place, never beside it
     board = _board(args, inputs)
     named = {path.resolve() for path in args.report_specs}
     chosen = [s for s in inputs.specs if (args.all and s.path.parent.name != "references") or s.path.resolve() in named]
     shown = {s.name for s in chosen}
     for spec in chosen:
         listed = board if args.all else [row for row in board if row["report"] in shown]
-        for path in write_report(spec, board, inputs.records, args.out, listed):
+        for path in write_report(spec, board, inputs.records, args.out, board_of(inputs.specs, listed)):
             print(path)
     return EXIT_OK
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from harness.arguments import build_parser
-from harness.cli import COMMANDS
+from harness.cli import COMMANDS, main
 from tests.conftest import REPO
 
 README = REPO / "README.md"
-README_DATA = "../shared/data/cifar10-jpeg.tar.gz"  # the path the README uses, relative to the project
+README_DATA = "../shared/data/cifar10-jpeg.tar.gz"
+RESULTS_DOCS = (REPO / "results/README.md", REPO / "docs/examples/README.md")  # what the shipped results say  # the path the README uses, relative to the project
 
 LONG = {  # pattern in a command -> why it is only parsed here
     r"--profile (full|short|demo)": "a budget of minutes to days",
@@ -37,10 +38,10 @@ LONG = {  # pattern in a command -> why it is only parsed here
 }
 
 
-def console_commands() -> list[str]:
+def console_commands(document: Path = README) -> list[str]:
     """The `$ ` lines of every console block, in order, with continuation lines joined."""
     commands, inside = [], False
-    lines = iter(README.read_text(encoding="utf-8").splitlines())
+    lines = iter(document.read_text(encoding="utf-8").splitlines())
     for line in lines:
         if line.startswith("```"):
             inside = line.strip() == "```console"
@@ -100,3 +101,31 @@ def test_the_quick_readme_commands_run_as_written(jpeg_archive: Path, tmp_path: 
             [sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, f"{block}\n{done.stderr[-2000:]}"
+
+
+def _scratch(tmp_path: Path) -> dict[str, str]:
+    """A folder in place of a fresh clone: the shipped specs and records (read only); the environment's PATH
+    finds this harness."""
+    for name in ("reproductions", "results"):
+        (tmp_path / name).symlink_to(REPO / name)
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_the_readme_example_table_is_what_the_table_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's example leaderboard is the shipped records' table as the code prints it today."""
+    command = "$ harness table --specs reproductions/resnet10.toml --results results"
+    block = README.read_text(encoding="utf-8").split(command)[1].split("\n", 1)[1]
+    shown = block.split("\n...\n")[0].splitlines()
+    assert main(["table", "--specs", str(REPO / "reproductions/resnet10.toml"), "--results", str(REPO / "results")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(shown) > 10 and printed[: len(shown)] == shown
+
+
+@pytest.mark.parametrize("document", RESULTS_DOCS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_the_commands_beside_the_shipped_results_run_as_written(document: Path, tmp_path: Path) -> None:
+    env = _scratch(tmp_path)
+    commands = [c for c in console_commands(document) if c.startswith("harness ")]
+    assert commands
+    for command in commands:
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{document.name}: $ {command}\n{done.stderr[-2000:]}"

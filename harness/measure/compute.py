@@ -94,9 +94,14 @@ def step_flops(model: nn.Module, teacher: nn.Module | None, batch: int, runtime:
 
 
 def full_recipe_estimate(recipe: Any, key: str, flops_per_image: float, images_per_s: float) -> dict[str, Any]:
-    """Hours for the spec's full recipe here (at the measured rate) and on a GPU: its FLOPs at the GPU's
-    rate (see `gpu_rate`; the teacher's forward included in `flops_per_image`), and never less than
-    GPU_STEP_FLOOR_S a step."""
+    """Hours for the spec's full recipe here (at the measured rate) and on a GPU (gpu_estimate)."""
+    total_images = recipe.train.epochs * recipe.data.train_size
+    return {**gpu_estimate(recipe, key, flops_per_image), "hours_here": total_images / images_per_s / 3600}
+
+
+def gpu_estimate(recipe: Any, key: str, flops_per_image: float) -> dict[str, Any]:
+    """Hours for the spec's full recipe on a GPU: its FLOPs at the GPU's rate (see `gpu_rate`; the
+    teacher's forward included in `flops_per_image`), and never less than GPU_STEP_FLOOR_S a step."""
     train_images = recipe.data.train_size
     total_images = recipe.train.epochs * train_images
     steps = recipe.train.epochs * -(-train_images // recipe.train.batch_size)
@@ -110,10 +115,11 @@ def full_recipe_estimate(recipe: Any, key: str, flops_per_image: float, images_p
         "epochs": recipe.train.epochs,
         "train_images": train_images,
         "steps": steps,
-        "hours_here": total_images / images_per_s / 3600,
         "hours_gpu": max(by_flops, floor) / 3600,
         "gpu_device": gpu.device,
         "gpu_basis": basis,
+        "rate_basis": gpu.basis,
+        "floor_bound": floor > by_flops,
     }
 
 

@@ -195,6 +195,7 @@ WIDE = {
     "delta": ("Δ claim", lambda r: _num(r["delta"], "+.2f")),
     **STRENGTH,
     "verdict": ("verdict", lambda r: r["verdict"] + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else "")),
+    "stale": ("stale records", lambda r: str(r["n_stale"]) if r["n_stale"] else ""),
     "others": ("other accuracy claims", lambda r: r["other_claims"]),
     "test_acc": (
         "clean test acc % (mean ± std, n)",
@@ -245,8 +246,7 @@ CODES = (
     "selection: L last epoch, V best validation, B best test epoch, E stopped on the test curve, ? not stated. "
     "* the report's headline variant. acc: test accuracy % under the headline claim's selection rule, mean "
     "(seeds) [the clean figure, of the spec's own selection, where it differs]. Δ and verdicts only at the full "
-    "budget on the official CIFAR-10; below 3 seeds a verdict says its seed count (n=2); div: runs that diverged; "
-    "stale: records of an older recipe or harness version, shown but never pooled. "
+    "budget on the official CIFAR-10; below 3 seeds a verdict says its seed count (n=2); div: runs that diverged. "
     "others: the variant's other accuracy claims, a mark each: = reproduced, < below, > above, · no verdict "
     "(harness table --claims judges each). budget: full, or the epochs/training images that ran. --wide: every "
     "column, sizes and spreads included."
@@ -285,9 +285,8 @@ def _short_verdict_text(text: str) -> str:
 
 
 def _short_verdict(row: dict[str, Any]) -> str:
-    text = _short_verdict_text(row["verdict"])
-    stale = f", {row['n_stale']} stale" if row["n_stale"] and not row["n_seeds"] else ""  # why nothing counts
-    return text + (f", {row['n_diverged']} div" if row["n_diverged"] else "") + stale
+    text = _short_verdict_text(row["verdict"])  # stale records are --wide's: nothing here a user can act on
+    return text + (f", {row['n_diverged']} div" if row["n_diverged"] else "")
 
 
 def _short_budget(row: dict[str, Any]) -> str:

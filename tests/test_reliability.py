@@ -269,7 +269,7 @@ def test_a_nan_loss_stops_the_run_and_is_recorded(jpeg_archive: Path, tmp_path: 
     options = RunOptions(profile="smoke", epochs=3, subset=512, data=str(jpeg_archive), device="cpu")
     record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, ArmAfterEstimate())
     assert record.status == "diverged" and record.test_acc is None
-    assert record.diverged_at == {"epoch": 1, "step": 0, "loss": "nan"}  # 2 steps per epoch: the third step
+    assert record.diverged_at == {"epoch": 2, "step": 0, "loss": "nan"}  # 2 steps an epoch: the third step, epoch 2
     assert calls["n"] == 3 and len(record.history) == 1  # stopped within the step it happened
     assert json.loads(Path(record.record_path).read_text())["status"] == "diverged"
     monkeypatch.chdir(REPO)
@@ -362,6 +362,9 @@ def test_two_runs_into_one_folder_at_once(jpeg_archive: Path, tmp_path: Path) ->
 
 
 def test_a_sigkilled_run_resumes_to_the_same_result(jpeg_archive: Path, tmp_path: Path) -> None:
+    """killed_and_resumed raises unless the SIGKILL interrupted the run (it died of the signal before writing
+    its record) and the resume continued from a checkpoint: a kill that lands after the run's end, or a
+    resume that starts afresh, would compare an uninterrupted run with itself."""
     from tests.benchmarks.kill_resume import killed_and_resumed, reference, same_result
 
     whole, span = reference(jpeg_archive, tmp_path / "whole")

@@ -193,7 +193,9 @@ def matmul_peak(dry_run: bool) -> float:
 
 def speed(spec: str, args: argparse.Namespace, started: float) -> dict[str, Any]:
     """`harness speed` at bf16 (fp32 in a dry run: most CPUs emulate bf16 slowly), unless the recipes need the time."""
-    budget = min(SPEED_TIMEOUT_S, time_left(started, args) - RECIPES_RESERVE_S)
+    budget = time_left(started, args) - RECIPES_RESERVE_S
+    if not args.dry_run:  # a dry run's speed figures mean nothing, so a loaded CPU must not make it fail
+        budget = min(SPEED_TIMEOUT_S, budget)
     if budget < 30 and not args.dry_run:
         return {"spec": spec, "ok": True, "skipped": "out of time: the recipes come first", "seconds": 0}
     device, precision = ("cpu", "fp32") if args.dry_run else ("cuda", "bf16")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,6 +14,7 @@ from harness.models import build_model, count_params
 from harness.models.blocks import Dropout
 from harness.models.config import CifarResNetConfig
 from harness.spec import load_spec
+from harness.spec.sections import content_hash, recipe_hash
 from tests.conftest import SPECS_DIR
 
 # One table of every network's size, checked by one test (as torchvision's references pin their models):
@@ -91,12 +93,44 @@ def test_dropout_keeps_1_minus_p_and_rescales() -> None:
     torch.manual_seed(0)
     y = drop(x)
     assert (y == 0).float().mean().item() == pytest.approx(0.3, abs=0.005)
-    assert y[y > 0].unique().tolist() == pytest.approx([65536 / (65536 - round(0.3 * 65536))])
+    assert y[y > 0].unique().tolist() == [float(torch.tensor(1.0) / 0.7)]  # F.dropout's float32 scale
     assert y.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted dropout keeps the expectation
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.manual_seed(0)
     assert torch.equal(drop(x), y)  # reproducible from torch's seed
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.3, 0.5, 0.9, 0.999])
+def test_cpu_dropout_has_torchs_p_and_scale(p: float) -> None:
+    """The CPU dropout's p and scale are F.dropout's to float precision. Catches the 16-bit draws it had
+    before issue 26: p rounded to a multiple of 1/65536 (0.1 dropped 0.1000061 of the elements) and the
+    kept ones scaled by 65536 / (65536 - threshold) (1.1111187 for p = 0.1, not 1.1111112)."""
+    drop = Dropout(p).train()
+    assert abs(drop.drop_probability - p) <= np.spacing(np.float32(p))
+    x = torch.ones(2**16)
+    torch.manual_seed(0)
+    ours = drop(x)
+    theirs = torch.nn.functional.dropout(x, p, training=True)
+    assert ours[ours > 0].unique().tolist() == theirs[theirs > 0].unique().tolist()  # bit for bit
+
+
+def test_cpu_dropout_draws_a_tiny_p() -> None:
+    """A p far below 1/65536 still drops elements: 16-bit draws rounded 2e-6 to 0 and dropped none."""
+    torch.manual_seed(0)
+    y = Dropout(2e-6).train()(torch.ones(2**22))
+    assert 0 < int((y == 0).sum()) < 40  # 8.4 expected; P(0) = 2e-4 and P(>= 40) < 1e-13 for any seed
+
+
+def test_the_dropout_code_version_enters_the_hash_of_models_with_dropout_only() -> None:
+    """Runs with dropout compute differently since issue 26, so their spec hash changed (no record of the
+    old dropout is taken for the new); a model without dropout keeps the hash its records carry."""
+    recipe = load_spec(SPECS_DIR / "dmsresnet.toml").variants["as-coded"].recipe
+    assert recipe.model.dropout_block > 0
+    assert recipe_hash(recipe) != content_hash([recipe.model_dump(mode="json")])
+    model = recipe.model.model_copy(update={"dropout_block": 0.0, "dropout_fc": 0.0})
+    plain = recipe.model_copy(update={"model": model})
+    assert recipe_hash(plain) == content_hash([plain.model_dump(mode="json")])
 
 
 def test_bias_flags_and_shortcut_kernel() -> None:

@@ -47,6 +47,16 @@ class CifarResNetConfig(Section):
     def preactivated(self) -> bool:
         return self.block.startswith("preact_")
 
+    def code_versions(self) -> tuple[str, ...]:
+        """Changes to what the code computes for these same values, named where they apply so that the spec
+        hash covers them (spec.sections.recipe_hash) while every other model keeps its hash.
+
+        cpu-dropout:2 (issue 26): the CPU dropout drops with torch's p and scales by torch's 1 / (1 - p), where
+        its 16-bit draws had rounded p to a multiple of 1/65536 (blocks.Dropout).
+        """
+        uses_dropout = self.dropout_block > 0 or self.dropout_fc > 0 or self.dropout_between > 0
+        return ("cpu-dropout:2",) if uses_dropout else ()
+
     def final_map_size(self) -> int:
         size = self.input_size
         for stride in self.strides:

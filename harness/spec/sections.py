@@ -194,8 +194,10 @@ RECIPE_KEYS = tuple(Recipe.model_fields)
 def recipe_hash(recipe: TrainingSections, *parts: Any) -> str:
     """The identity of a recipe: every value it resolves to, defaults included, so that changing a
     default changes the hash (and no record made under the old default is taken for the new recipe).
-    `parts` are what else decides the run (a protocol's name, a teacher's hash)."""
-    return content_hash([*parts, recipe.model_dump(mode="json")])
+    `parts` are what else decides the run (a protocol's name, a teacher's hash); the model's code versions
+    (a change to what the code computes for the same values) enter only where they apply."""
+    versions = getattr(getattr(recipe, "model", None), "code_versions", tuple)()
+    return content_hash([*parts, *versions, recipe.model_dump(mode="json")])
 
 
 def content_hash(data: Any) -> str:

@@ -11,6 +11,7 @@ import pytest
 from harness.cli import main
 from harness.common.events import Silent
 from harness.data.corrupt import CORRUPTIONS, PARAMETERS, corrupt
+from harness.measure.evaluation import EvalRequest, evaluate_checkpoint
 from harness.spec import load_spec
 from harness.train.loop import run
 from harness.train.request import RunOptions
@@ -78,6 +79,20 @@ def test_eval_command_on_a_saved_model(jpeg_archive: Path, tmp_path: Path, capsy
 
 
 def test_a_run_can_score_corruptions(jpeg_archive: Path, tmp_path: Path) -> None:
-    options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu", robustness=True)
+    """The run's corrupted figures are its selected model's on its corrupted test images: `harness eval` of
+    final.pt gives them again exactly (one layout, one batch size), and the mean is theirs. Catches a run
+    that scores clean images or another model, a mean over part of the table, and a record that names other
+    parameters than those its figures were scored with."""
+    options = RunOptions(
+        profile="smoke", subset=64, data=str(jpeg_archive), device="cpu", robustness=True, channels_last="off"
+    )
     record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, Silent())
-    assert 0 <= record.robustness["mean"] <= 100 and record.robustness["parameters"]["jpeg"] == [80, 58, 40]
+    robust, images = record.robustness, record.budget["test_images"]
+    request = EvalRequest(Path(record.checkpoint_dir) / "final.pt", str(jpeg_archive), images, "cpu", corruptions=True)
+    again = evaluate_checkpoint(request, Silent())["robustness"]
+    assert set(robust["per_corruption"]) == set(CORRUPTIONS)
+    for name, by_severity in again["per_corruption"].items():
+        assert by_severity == robust["per_corruption"][name], name
+    values = [acc for by_severity in robust["per_corruption"].values() for acc in by_severity.values()]
+    assert len(values) == 3 * len(CORRUPTIONS) and robust["mean"] == pytest.approx(sum(values) / len(values))
+    assert robust["parameters"] == again["parameters"] == {name: list(v) for name, v in PARAMETERS.items()}

@@ -36,9 +36,39 @@ def test_cuda_defaults_are_settings_and_the_cuda_only_list_is_short() -> None:
     assert cuda.autocast == torch.bfloat16 and cuda.channels_last
     cpu = Runtime.for_device(CPU)
     assert (cpu.readback_every, cpu.fused_optimizer, cpu.pin_memory, cpu.autocast) == (1, False, False, None)
-    assert cpu.but(readback_every=CUDA_READBACK_EVERY, fused_optimizer=True).fused_optimizer
-    assert CUDA_ONLY == ("sync", "device_name", "apply_process_settings")
+    # `but` changes what it is given and nothing else, on a copy: a `but` that rebuilt the runtime from its
+    # defaults would drop the CPU's device or CUDA's bf16 and layout, one that mutated would change the original
+    taken = cpu.but(readback_every=CUDA_READBACK_EVERY, fused_optimizer=True)
+    assert (taken.device, taken.readback_every, taken.fused_optimizer, taken.pin_memory) == (CPU, 10, True, False)
+    unfused = cuda.but(fused_optimizer=False)
+    assert (unfused.autocast, unfused.channels_last, unfused.readback_every, unfused.pin_memory) == (
+        torch.bfloat16,
+        True,
+        10,
+        True,
+    )
+    assert cpu.fused_optimizer is False and cuda.fused_optimizer is True
     Runtime.for_device(CPU).sync()  # a no-op on the CPU, never an error
+
+
+def test_only_the_cuda_only_list_branches_on_cuda() -> None:
+    """What the module docstring promises: in common/device.py only the CUDA_ONLY functions, plus those that
+    pick the device and its defaults, mention CUDA. A Runtime method that grew its own CUDA branch (images
+    moved differently on CUDA, say) would be a setting no CPU test exercises, and fails here."""
+    import ast
+
+    from harness.common import device
+
+    tree = ast.parse(Path(device.__file__).read_text(encoding="utf-8"))
+
+    def code(function: ast.FunctionDef) -> str:  # its body without the docstring, which may name CUDA freely
+        body = function.body[1:] if ast.get_docstring(function) is not None else function.body
+        return "\n".join(ast.unparse(statement) for statement in body).lower()
+
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)]
+    branching = {f.name for f in functions if any(word in code(f) for word in ("cuda", "cudnn", "cublas"))}
+    assert branching == {*CUDA_ONLY, "resolve_device", "for_device"}
+    assert all(hasattr(Runtime, name) or hasattr(device, name) for name in CUDA_ONLY)
 
 
 def _with_runtime(monkeypatch: pytest.MonkeyPatch, **settings: object) -> None:
@@ -122,9 +152,13 @@ def test_the_layout_setting_puts_images_and_models_in_channels_last() -> None:
 
 
 def test_process_settings_apply_on_the_cpu() -> None:
+    """The runtime's setting reaches PyTorch's process-wide flag, both ways, from the opposite value: an
+    apply_process_settings that forgot the flag (or only ever set it on) fails."""
     before = torch.backends.cudnn.benchmark
     try:
-        Runtime(CPU, cudnn_benchmark=True).apply_process_settings()
-        assert torch.backends.cudnn.benchmark is True
+        for wanted in (True, False):
+            torch.backends.cudnn.benchmark = not wanted
+            Runtime(CPU, cudnn_benchmark=wanted).apply_process_settings()
+            assert torch.backends.cudnn.benchmark is wanted
     finally:
         torch.backends.cudnn.benchmark = before

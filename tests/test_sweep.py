@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -172,13 +173,25 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
     deadline = time.monotonic() + 300
     while not list(results.glob("checkpoints/**/epoch-0000.pt")) and time.monotonic() < deadline:
         assert sweep.poll() is None, sweep.communicate()
-        time.sleep(0.2)
-    sweep.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+    # The run is frozen (SIGSTOP) before the sweep is told to stop and thawed once the SIGINT the sweep sends
+    # it (through submitit's controller) is pending, so that the stop always lands mid-run: unfrozen, a run
+    # on a fast or idle machine could finish its 6 epochs first, and nothing would have been stopped.
+    (run_pid,) = _pids_of(str(results / "sweep-logs"), "submitit.core._submit")
+    try:
+        os.kill(run_pid, signal.SIGSTOP)
+        assert not list(results.glob("resnet10/resnet12-grid/*.json")), "the run ended before it could be stopped"
+        sweep.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while not _pending(run_pid, signal.SIGINT) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run_pid, signal.SIGCONT)  # it answers its SIGINT now; never left frozen behind a failed test
     _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130 and "stopped 1 runs; their checkpoints keep the work" in err, err
     time.sleep(1)
-    left = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert str(results / "sweep-logs") not in left, "a run outlived its sweep"
+    assert not _pids_of(str(results / "sweep-logs")), "a run outlived its sweep"
     assert list(results.glob("checkpoints/**/epoch-*.pt")) and not list(results.glob("**/run.lock"))
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0 and "1 complete, 0 skipped" in again.stdout, again.stderr
@@ -186,3 +199,22 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
     assert "resuming resnet10/resnet12-grid after epoch" in log
     (record,) = results.glob("resnet10/resnet12-grid/*.json")
     assert len(json.loads(record.read_text())["history"]) == 6
+
+
+def _pids_of(*words: str) -> list[int]:
+    """The processes whose command line holds every word."""
+    import subprocess
+
+    # -ww: whole command lines; else ps cuts them at $COLUMNS (pytest sets 80), before the paths they hold
+    table = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return [int(line.split(None, 1)[0]) for line in table.splitlines() if all(w in line for w in words)]
+
+
+def _pending(pid: int, signum: int) -> bool:
+    """Whether a signal waits to be delivered to a process (Linux: its /proc status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (signum - 1)) for mask in masks)

@@ -77,17 +77,39 @@ def _wait_for_checkpoint(proc: subprocess.Popen, results: Path) -> float:
 
 
 def killed_and_resumed(data: Path, results: Path, delay: float) -> dict[str, Any]:
-    """Kill a run `delay` seconds after its first checkpoint with SIGKILL, then finish it with --resume."""
-    args = [*RUN, "--data", str(data), "--results", str(results)]
-    proc = subprocess.Popen(_harness(*args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_checkpoint(proc, results)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    resumed = subprocess.run(_harness(*args, "--resume"), env=_env(), capture_output=True, text=True, check=False)
+    """Kill a run `delay` seconds after its first checkpoint with SIGKILL, then finish it with --resume.
+
+    The kill must interrupt the run, and the resume must continue from a checkpoint: a run that ends before
+    its kill lands (on a machine less busy than the reference's), or a resume that starts afresh or finds
+    the record already written, would make any comparison of results vacuous. A run that outpaces its
+    delay is tried again in a fresh folder with half the delay, then none, so the outcome never depends
+    on the machine's load.
+    """
+    base = [*RUN, "--data", str(data)]
+    for attempt, wait in enumerate((delay, delay / 2, 0.0)):
+        where = results / f"attempt{attempt}"
+        if _kill_after(_harness(*base, "--results", str(where)), where, wait):
+            break
+    else:
+        raise RuntimeError("every run finished before its SIGKILL, even one killed at its first checkpoint")
+    args = [*base, "--results", str(where), "--resume"]
+    resumed = subprocess.run(_harness(*args), env=_env(), capture_output=True, text=True, check=False)
     if resumed.returncode != 0:
         raise RuntimeError(f"the resume failed: {resumed.stderr}")
-    return _record(results)
+    if "resuming dmsresnet/se-mixup after epoch" not in resumed.stdout:
+        raise RuntimeError(f"the resume did not continue from a checkpoint: {resumed.stdout}")
+    return _record(where)
+
+
+def _kill_after(command: list[str], results: Path, delay: float) -> bool:
+    """Start a run, SIGKILL it `delay` seconds after its first checkpoint; whether the kill interrupted it
+    (the process died of the signal, before writing its record)."""
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_checkpoint(proc, results)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)  # a no-op when the run has already ended
+    proc.wait()
+    return proc.returncode == -signal.SIGKILL and not list(results.glob("dmsresnet/se-mixup/*.json"))
 
 
 def same_result(a: dict[str, Any], b: dict[str, Any]) -> bool:

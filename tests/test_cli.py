@@ -127,7 +127,19 @@ def test_table_renders_every_report_without_results(capsys, tmp_path: Path, monk
 
     code, out, _ = run(capsys, "table", "--results", str(tmp_path), "--format", "csv")
     parsed = list(csv.DictReader(io.StringIO(out)))
-    assert len(parsed) == len(rows) and parsed[0]["report"] == rows[0]["report"]
+    # The CSV is the JSON's table cell for cell, not just as many rows: the same columns in the same order, the
+    # rows in the same order, each scalar the same. Catches a CSV written from another frame (unsorted, filtered
+    # or with a column dropped or shifted) and a cell written in another form (an int as 52.0, None as "None").
+    assert len(parsed) == len(rows)
+    for got, want in zip(parsed, rows, strict=True):
+        assert list(got) == list(want)
+        for key, value in want.items():
+            if value is None:
+                assert got[key] == "", key
+            elif isinstance(value, str | bool | int):
+                assert got[key] == str(value), key
+            elif isinstance(value, float):
+                assert float(got[key]) == value, key
 
 
 def test_table_shows_results_and_warns_about_unreadable_files(capsys, tmp_path: Path, monkeypatch) -> None:
@@ -146,13 +158,13 @@ def test_table_shows_results_and_warns_about_unreadable_files(capsys, tmp_path: 
     code, out, err = run(capsys, "table", "--results", str(tmp_path), "--format", "json")
     assert code == 0
     row = next(r for r in json.loads(out) if r["variant"] == "resnet12-grid")
-    assert row["n_seeds"] == 1 and row["epochs"] == 7 and row["n_stale"] == 1
+    assert row["n_seeds"] == 1 and row["epochs"] == 7 and row["n_stale"] == 0  # the stale run is of the 1-epoch cohort
     assert row["verdict"] == "not run at full budget" and row["budget"] == "reduced"
     assert "broken.json: skipped, not a readable JSON record" in err
     (tmp_path / "r3.json").unlink()
     code, out, err = run(capsys, "table", "--results", str(tmp_path), "--format", "json")
     row = next(r for r in json.loads(out) if r["variant"] == "resnet12-grid")
-    assert row["n_seeds"] == 2 and row["test_acc_mean"] == pytest.approx(91.0)
+    assert row["n_seeds"] == 2 and row["test_acc_mean"] == pytest.approx(91.0) and row["n_stale"] == 1  # now shown
     assert row["test_acc_std"] == pytest.approx(1.4142, rel=1e-3)
 
 

@@ -114,7 +114,7 @@ def test_the_compact_view_fits_120_columns_with_every_mark_at_once(capsys, tmp_p
     runs = [record("resnet10", "resnet14-4-as-written", s, a) for s, a in enumerate((91.0, 92.2))]
     runs += [record("resnet10", "resnet14-5-as-written", s, a) for s, a in enumerate((41.0, 42.2, 45.5))]
     runs += [record("resnet10", "resnet12-as-written", s, 42.0, epochs=5, train_images=40960) for s in range(3)]
-    runs += [record("resnet10", "resnet18-grid", s, 41.0, status="diverged") for s in range(2)]
+    runs += [record("resnet10", "resnet18-grid", s, 41.0, status="diverged", official=False) for s in range(2)]
     runs += [record("resnet10", "resnet18-grid", 5, 1.0, official=False)]
     args = ["table", "--results", str(write(tmp_path, runs)), "--no-latency", "--specs", str(SPECS["resnet10"].path)]
     assert main(args) == 0
@@ -228,12 +228,17 @@ def test_compare_two_entries(capsys, results: Path) -> None:
     )
     assert out["welch"]["difference"] == pytest.approx(1.0) and out["n_a"] == out["n_b"] == 3
     assert (out["budget"], out["epochs"], out["train_images"]) == ("full", None, None)  # each recipe's own
-    assert (
-        main(["compare", "dmsresnet/as-coded", "dmsresnet/as-coded", "--results", str(results), "--protocol", "common"])
-        == 0
-    )
+    # Under --protocol common each side is its runs of the common recipe, never its own: reading the own runs
+    # (96.1 vs 95.1) or one side's runs for both would print other means, another difference and another p.
+    common = [record("resnet4323-se", "as-coded", s, a, protocol="common") for s, a in enumerate((94.0, 94.6, 94.2))]
+    write(results, common)
+    pair = ["dmsresnet/as-coded", "resnet4323-se/as-coded"]
+    assert main(["compare", *pair, "--results", str(results), "--protocol", "common"]) == 0
     text = capsys.readouterr().out
-    assert "p = 1" in text and "(full budget; " in text
+    p_value = stats.ttest_ind([95.0, 95.4, 95.2], [94.0, 94.6, 94.2], equal_var=False).pvalue
+    assert "dmsresnet/as-coded: 95.20 ± 0.20 % (n=3 seeds)" in text
+    assert "resnet4323-se/as-coded: 94.27 ± 0.31 % (n=3 seeds)" in text
+    assert "difference +0.93 points" in text and f"p = {p_value:.4g}" in text and "(full budget; " in text
 
 
 @pytest.mark.parametrize(
@@ -368,15 +373,25 @@ def test_without_a_test_curve_a_test_chosen_claim_is_not_judged(capsys, tmp_path
 
 
 def test_a_claim_of_unknown_selection_says_so(capsys, tmp_path: Path, monkeypatch) -> None:
+    """A claim of unknown selection is judged by the run's clean figure, and says so. The run's other rules
+    give 3 points more, so judging it by the test curve's best or by best-val fails here, as does a verdict
+    blind to the figure (a test feeding the claim its own value passes whatever the verdict does)."""
     monkeypatch.chdir(REPO)
     spec = SPECS["dmsresnet"]
     unknown = next(c for c in spec.claims if c.selection == "unknown" and c.split == "cifar10-test")
     from harness.results.record import Record
-    from harness.results.stats import summarize
-    from harness.results.verdict import evidence, verdict
+    from harness.results.verdict import evidence, judge_claim
 
-    runs = evidence([Record.from_json(record("dmsresnet", "as-coded", 0, unknown.value))])
-    assert verdict(runs, unknown, summarize([unknown.value])) == "reproduced (1 seed) (selection unknown: clean figure)"
+    def judged(clean: float) -> dict:
+        run = record("dmsresnet", "as-coded", 0, clean, best_test=clean + 3)
+        run["test_acc_by_rule"]["best-val"] = clean + 3
+        return judge_claim(evidence([Record.from_json(run)]), unknown)
+
+    suffix = " (1 seed) (selection unknown: clean figure)"
+    at_claim = judged(unknown.value)
+    assert at_claim["rule_acc_mean"] == pytest.approx(unknown.value) and at_claim["verdict"] == "reproduced" + suffix
+    assert judged(unknown.value - 2)["verdict"] == "below claim" + suffix
+    assert judged(unknown.value + 2)["verdict"] == "above claim" + suffix
 
 
 def test_records_of_older_harness_code_are_read_but_stale(capsys, tmp_path: Path, monkeypatch) -> None:

@@ -208,7 +208,9 @@ def _methodology(spec: Spec, records: list[Record]) -> list[str]:
         "selection rule's model is tested once on the 10,000 test images, and no choice is made on the test set.",
         "A claim is judged only by runs of its own recipe at the full budget on the official CIFAR-10 pixels, under "
         "the claim's own selection rule: one sample per seed gives the mean, Δ, the 95% CI (Student's t), the "
-        "one-sided tests and the seeds needed. The verdict allows half the claim's stated precision.",
+        "one-sided tests and the seeds needed. The verdict and the one-sided tests both measure from the claim "
+        "± half its stated precision (88% stated to 1 point covers 87.5-88.5%): reproduced when the 95% CI meets "
+        "that band, below or above when the CI lies wholly under or over it.",
     ]
     if records:
         budgets = sorted({budget_text(r.cohort) for r in records})

@@ -42,10 +42,7 @@ def compare(a: tuple[str, Evidence], b: tuple[str, Evidence]) -> dict[str, Any]:
     (label_a, found_a), (label_b, found_b) = a, b
     cohort_a, cohort_b = found_a.runs[0].cohort, found_b.runs[0].cohort
     if comparison_key(cohort_a) != comparison_key(cohort_b):
-        raise CompareError(
-            f"{label_a} ran at {budget_text(cohort_a)} but {label_b} at {budget_text(cohort_b)} "
-            "(or on other data, or with another harness version): compare runs of one budget, data and precision"
-        )
+        raise CompareError(_mismatch((label_a, found_a.runs[0]), (label_b, found_b.runs[0])))
     paired = _paired(found_a, found_b)
     weak = [f"{label} has {f.n}" for label, f in ((label_a, found_a), (label_b, found_b)) if f.n < FIRM_SEEDS]
     if weak and not paired:
@@ -81,6 +78,26 @@ def compare(a: tuple[str, Evidence], b: tuple[str, Evidence]) -> dict[str, Any]:
             "p_value": result.p_value,
         }
     return out
+
+
+def _mismatch(a: tuple[str, Record], b: tuple[str, Record]) -> str:
+    """Why two entries' runs do not compare (identity.comparison_key), in one line: their data, else their
+    precision, else their budget (both are current runs: the harness version is this one)."""
+    (label_a, run_a), (label_b, run_b) = a, b
+    cohort_a, cohort_b = run_a.cohort, run_b.cohort
+    if cohort_a["data_sha256"] != cohort_b["data_sha256"]:
+        return f"{label_a} ran on {_data(run_a)} but {label_b} on {_data(run_b)}: compare runs on one data set"
+    if cohort_a["precision"] != cohort_b["precision"]:
+        return (
+            f"{label_a} ran in {cohort_a['precision']} but {label_b} in {cohort_b['precision']}: compare one precision"
+        )
+    return f"{label_a} ran at {budget_text(cohort_a)} but {label_b} at {budget_text(cohort_b)}: compare one budget"
+
+
+def _data(run: Record) -> str:
+    """The data a run used, by name and SHA-256 prefix: two image copies may share a name."""
+    name = "the official CIFAR-10 pixels" if run.data.get("official") else run.data_source or "unnamed data"
+    return f"{name} (sha256 {str(run.cohort['data_sha256'])[:12]})"
 
 
 def _paired(found_a: Evidence, found_b: Evidence) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from harness.common.lazy import lazy
 scipy_stats = lazy("scipy.stats")  # loaded only for a confidence interval or a test: a second of import
 scipy_optimize = lazy("scipy.optimize")
 
-SINGLE_SEED_TOLERANCE = 0.5  # percentage points: the band around a claim that one seed is judged by
+SINGLE_SEED_TOLERANCE = 0.5  # percentage points: one seed's mean +- this stands in for a CI
 FIRM_SEEDS = 3  # below this many seeds a verdict carries its seed count
 ALPHA, POWER = 0.05, 0.8  # the power statement: a two-sided 5% test that finds the gap 80% of the time
 MAX_SEEDS = 1000  # seeds_needed gives up beyond this: the gap is negligible next to the spread
@@ -39,13 +39,22 @@ def summarize(values: list[float]) -> Summary | None:
     return Summary(len(values), mean, std, (mean - half, mean + half))
 
 
-def judge(summary: Summary, claim: float, claim_step: float) -> str:
-    """reproduced / below claim / above claim, allowing for the precision the claim is stated to.
+def tolerance(claim_step: float) -> float:
+    """How far a mean may lie from a claim and still reproduce it: half the precision the claim is stated
+    to (88% stated to 1 point covers 87.5-88.5; 96.14% to 0.01 covers 96.135-96.145). The verdict and the
+    one-sided tests both measure from this band, so that they never disagree."""
+    return claim_step / 2
 
-    With two or more seeds the claim must lie in the 95% CI of the mean; with one seed, within
-    SINGLE_SEED_TOLERANCE points of it (marked "(1 seed)", as no interval can be computed).
+
+def judge(summary: Summary, claim: float, claim_step: float) -> str:
+    """reproduced / below claim / above claim: where the mean's 95% CI lies against the claim's band
+    (claim +- tolerance(claim_step)).
+
+    With two or more seeds: below when the whole CI lies under the band, above when over it (exactly when
+    the one-sided t-test of `strength` at 2.5% says so), else reproduced. With one seed, the mean +-
+    SINGLE_SEED_TOLERANCE points stands for the CI (marked "(1 seed)", as no interval can be computed).
     """
-    slack = claim_step / 2
+    slack = tolerance(claim_step)
     if summary.ci95 is not None:
         low, high = summary.ci95
         suffix = ""
@@ -63,24 +72,29 @@ def judge(summary: Summary, claim: float, claim_step: float) -> str:
 
 @dataclass(frozen=True)
 class Strength:
-    """How strongly seeds speak about a claim: one-sided t-tests, and what seeds can resolve at this spread."""
+    """How strongly seeds speak about a claim, all measured from the claim's band (claim +- tolerance):
+    one-sided t-tests, and what seeds can resolve at this spread."""
 
-    p_below: float | None  # p-value of "the mean is below the claim" (H0: mean >= claim); None below 2 seeds
-    p_above: float | None  # p-value of "the mean is above the claim" (H0: mean <= claim)
-    resolvable_gap: float | None  # pp that these seeds detect (ALPHA two-sided, POWER) at this spread
-    seeds_needed: int | None  # seeds that would detect the observed gap so; None: no spread, or > MAX_SEEDS
+    p_below: float | None  # p of "the mean is below the band" (H0: mean >= claim - tolerance); None below 2 seeds
+    p_above: float | None  # p of "the mean is above the band" (H0: mean <= claim + tolerance)
+    resolvable_gap: float | None  # pp from the claim where these seeds detect a mean off the band (ALPHA, POWER)
+    seeds_needed: int | None  # seeds that would so detect the observed mean off the band; None: inside it, no spread
 
 
-def strength(values: list[float], claim: float) -> Strength:
-    """One-sided one-sample t-tests of the mean against the claim, and the power statement."""
+def strength(values: list[float], claim: float, claim_step: float) -> Strength:
+    """One-sided one-sample t-tests of the mean against the band's edges, and the power statement.
+
+    p_below tests mean < claim - tolerance, p_above mean > claim + tolerance; `judge` says below (above)
+    claim exactly when p_below (p_above) < 0.025. The resolvable gap is the distance from the claim at which
+    these seeds find a mean outside the band 80% of the time; the seeds needed, those that would find the
+    observed mean outside it so (None when the mean lies inside the band: no number of seeds would)."""
     if len(values) < 2 or statistics.stdev(values) == 0:
         return Strength(None, None, None, None)
-    std = statistics.stdev(values)
-    below = float(scipy_stats.ttest_1samp(values, claim, alternative="less").pvalue)
-    above = float(scipy_stats.ttest_1samp(values, claim, alternative="greater").pvalue)
-    return Strength(
-        below, above, resolvable_effect(len(values)) * std, seeds_needed(statistics.fmean(values) - claim, std)
-    )
+    std, slack = statistics.stdev(values), tolerance(claim_step)
+    below = float(scipy_stats.ttest_1samp(values, claim - slack, alternative="less").pvalue)
+    above = float(scipy_stats.ttest_1samp(values, claim + slack, alternative="greater").pvalue)
+    beyond = max(abs(statistics.fmean(values) - claim) - slack, 0.0)
+    return Strength(below, above, slack + resolvable_effect(len(values)) * std, seeds_needed(beyond, std))
 
 
 def power(n: int, effect: float) -> float:

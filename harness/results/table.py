@@ -20,11 +20,13 @@ from tabulate import tabulate
 from harness.measure.latency import cached_timing, stored_timings, timing_runtimes
 from harness.measure.size import budget_cell, size_columns
 from harness.results.audit import audit, legend
+from harness.results.counts import row_counts
+from harness.results.folding import Folded, fold, folded_cells
 from harness.results.identity import budget_text
 from harness.results.record import Record
 from harness.results.stats import summarize
 from harness.results.target import speed_conditions, target_columns, target_text
-from harness.results.verdict import NO_EVIDENCE, Evidence, budget_of, evidence, judge_claim
+from harness.results.verdict import NO_EVIDENCE, Evidence, budget_of, evidence, judge_claim, records_used
 from harness.spec import Claim, Protocol, Spec, with_protocol
 
 Latency = Literal["none", "cached", "measure"]  # no latency columns / what the cache holds / measure what it lacks
@@ -54,7 +56,7 @@ def rows(
                 progress(f"{spec.name}/{name}")
             claim = spec.headline(name)
             mine = [r for r in records if r.protocol == "own" and (r.report, r.variant) == (spec.name, name)]
-            current = [r for r in by_hash.get(variant.spec_hash, []) if r.protocol == "own" and not r.stale]
+            found = evidence([r for r in mine if r.spec_hash == variant.spec_hash])  # stale records never pool
             common_runs = evidence(by_hash.get(with_protocol(spec, variant, common).spec_hash, [])) if common else None
             flags = audit(spec, name)
             out.append(
@@ -65,6 +67,7 @@ def rows(
                     "report_title": f"{spec.report.title} ({spec.report.year})",
                     "variant": name,
                     "headline_variant": name == spec.default_variant,
+                    "grid": variant.grid,  # the [grids.NAME] it is a cell of: the compact view folds quiet cells
                     "claims": [c.summary() for c in spec.claims_for(name)],
                     "claim": claim.describe() if claim else None,
                     "claim_code": claim.code if claim else None,
@@ -72,12 +75,11 @@ def rows(
                     "claim_selection": claim.selection if claim else None,
                     **size_columns(spec, name),
                     **_latency_columns(variant.recipe.model, latency),
-                    **_result_columns(evidence(current), spec.claims_for(name), claim),
+                    **_result_columns(found, spec.claims_for(name), claim),
                     **_common_columns(common_runs or NO_EVIDENCE),
                     "flags": [f.flag.name for f in flags],
                     "flag_codes": "".join(f.flag.code for f in flags),
-                    "n_diverged": sum(r.status == "diverged" for r in current),
-                    "n_stale": sum(r not in current for r in mine),
+                    **row_counts(found, mine, variant.spec_hash),  # n_records, n_unused, n_diverged, n_stale
                 }
             )
     return out
@@ -114,8 +116,6 @@ def _result_columns(found: Evidence, claims: tuple[Claim, ...], headline: Claim 
         "claim_verdicts": judged,
         "other_claims": _others(judged, lead),
         "n_seeds": summary.n if summary else 0,
-        "n_records": len(found.records),
-        "n_unused": found.unused,
         "test_acc_mean": summary.mean if summary else None,
         "test_acc_std": summary.std if summary else None,
         "delta_clean": summary.mean - headline.value if summary and headline and lead["delta"] is not None else None,
@@ -131,7 +131,7 @@ def _result_columns(found: Evidence, claims: tuple[Claim, ...], headline: Claim 
         "precision": first.cohort.get("precision") if first else None,
         "data_source": first.data_source if first else None,
         "seeds": [r.seed for r in found.runs],
-        "records_used": [r.record_path for r in found.runs],
+        "records_used": records_used(found, claims),
         "sources": sorted({r.origin for r in found.records}),
     }
 
@@ -246,10 +246,15 @@ CODES = (
     "selection: L last epoch, V best validation, B best test epoch, E stopped on the test curve, ? not stated. "
     "* the report's headline variant. acc: test accuracy % under the headline claim's selection rule, mean "
     "(seeds) [the clean figure, of the spec's own selection, where it differs]. Δ and verdicts only at the full "
-    "budget on the official CIFAR-10; below 3 seeds a verdict says its seed count (n=2); div: runs that diverged. "
+    "budget on the official CIFAR-10: reproduced when the mean's 95% CI (one seed: ±0.5) meets the claim ± half "
+    "its stated precision (88 stated to 1 point: 87.5-88.5), below/above when the CI lies wholly under/over that "
+    "band, as the one-sided t-tests from the band's edges then give p < 0.025; below 3 seeds a verdict says its "
+    "seed count (n=2). div: runs of the cohort shown that diverged (with no run shown, of the recipe), each run "
+    "once however many folders hold it. "
     "others: the variant's other accuracy claims, a mark each: = reproduced, < below, > above, · no verdict "
     "(harness table --claims judges each). budget: full, or the epochs/training images that ran. --wide: every "
-    "column, sizes and spreads included."
+    "column, sizes and spreads included, and the cohort's stale records (of an edited spec or older harness code) "
+    "and runs not used (a seed's re-runs outside the cohort), each run counted once."
 )
 
 
@@ -319,8 +324,14 @@ def render(table: list[dict[str, Any]], wide: bool = False) -> str:
         for group in groups:
             if not wide:
                 parts.append(_heading(group[0]))
-            body = [[cell(row) for _, cell in columns.values()] for row in group]
-            parts.append(_markdown(body, headers))
+            shown, folds = (group, []) if wide else fold(group)  # --wide lists every grid cell
+            body = [
+                folded_cells(row, list(columns))
+                if isinstance(row, Folded)
+                else [cell(row) for _, cell in columns.values()]
+                for row in shown
+            ]
+            parts += [_markdown(body, headers)] + [textwrap.fill(n, WIDTH, break_on_hyphens=False) for n in folds]
     busy = (
         "* CPU latency measured while other processes were using the CPUs: inflated, not cached; "
         "run `harness table --latency` again on a quiet machine."
@@ -386,8 +397,8 @@ def render_claims(claims: list[dict[str, Any]]) -> str:
     body = [[cell(row) for _, cell in CLAIMS.values()] for row in claims]
     note = (
         "rule: the claim's own selection rule; acc: test accuracy % under it, mean ± std (seeds). Only for a "
-        "test-set claim at the full budget on the official CIFAR-10: Δ, the 95% CI, the one-sided t-tests (p< that "
-        "the mean is below the claim, p> above it), resolves (the gap these seeds detect at this spread, 5% two-sided, "
+        "test-set claim at the full budget on the official CIFAR-10: Δ, the 95% CI, the one-sided t-tests from the edges "
+        "of the band claim ± half its stated precision (p< that the mean is below it, p> above it), resolves (the gap these seeds detect at this spread, 5% two-sided, "
         "80% of the time) and seeds for Δ (the seeds the observed gap would need so)."
     )
     return (

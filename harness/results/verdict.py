@@ -1,5 +1,5 @@
 """What a set of runs says about a claim: which runs pool (one cohort, one sample per seed), the figure
-the claim's own selection rule gives, the verdict and how strong it is.
+the claim's own selection rule gives (each seed's newest run that has it), the verdict and how strong it is.
 
 A claim's `selection` says how its figure was chosen; the runs are judged by the figure the same rule
 produces (the best test epoch for a claim chosen on the test curve, the last epoch for a last-epoch
@@ -10,6 +10,7 @@ beside it by the table.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,28 +30,46 @@ UNBOUNDED = 10**9  # "every image" when ranking budgets by the images they train
 
 @dataclass(frozen=True)
 class Evidence:
-    """One cohort's finished runs, one per seed, and what else was found for those seeds."""
+    """One cohort's finished runs: each seed's distinct runs, newest first, and every record read of them."""
 
-    runs: list[Record]  # one record per seed, in seed order
-    records: list[Record]  # every finished record of the cohort: copies and re-runs of a seed included
+    by_seed: tuple[tuple[Record, ...], ...]  # per seed, in seed order: its runs (one record each), newest first
+    records: tuple[Record, ...]  # every record of the cohort: copies of a run in other folders included
+
+    @property
+    def runs(self) -> list[Record]:
+        """One record per seed, in seed order: its newest run, the sample of the clean figure."""
+        return [runs[0] for runs in self.by_seed]
+
+    def sample(self, figure: Callable[[Record], float | None]) -> list[tuple[Record, float]]:
+        """Per seed, its newest run that has `figure` (e.g. a claim rule's), with the figure: a run without
+        the figure never displaces one with it, and a seed none of whose runs has it is left out."""
+        found = []
+        for runs in self.by_seed:
+            found += [(r, v) for r in runs if (v := figure(r)) is not None][:1]
+        return found
 
     @property
     def n(self) -> int:
-        return len(self.runs)
+        return len(self.by_seed)
+
+    @property
+    def distinct(self) -> int:
+        """Distinct runs (by run identity) of the cohort: a record copied into several folders is one."""
+        return sum(len(runs) for runs in self.by_seed)
 
     @property
     def unused(self) -> int:
-        """Records of these seeds that were not the seed's sample: the same run in another folder, or a
-        re-run differing only outside the cohort (another device, layout, augmentation path, ...)."""
-        return len(self.records) - len(self.runs)
+        """Distinct runs of these seeds that are not their seed's newest: re-runs differing only outside the
+        cohort (another device, layout, augmentation path, ...). Copies of a run count as the run."""
+        return self.distinct - self.n
 
     @property
     def full_budget(self) -> bool:
-        return bool(self.runs) and bool(self.runs[0].cohort.get("full_budget"))
+        return bool(self.by_seed) and bool(self.runs[0].cohort.get("full_budget"))
 
     @property
     def official(self) -> bool:
-        return bool(self.runs) and all(r.data.get("official") for r in self.runs)
+        return bool(self.by_seed) and all(r.data.get("official") for r in self.runs)
 
     @property
     def reproduction(self) -> bool:
@@ -58,30 +77,41 @@ class Evidence:
         return self.full_budget and self.official and self.runs[0].protocol == "own"
 
 
-NO_EVIDENCE = Evidence([], [])
+NO_EVIDENCE = Evidence((), ())
+
+
+def run_key(record: Record) -> str:
+    """The run a record is of: its run id (its identity's digest), the same in every folder that holds it."""
+    return record.run_id or cohort_id(record.identity)
+
+
+def finished(record: Record) -> bool:
+    """A finished, current run: complete with a test figure, of this harness's results version."""
+    return record.status == "complete" and record.test_acc is not None and not record.stale
 
 
 def cohorts(records: list[Record], finished_only: bool = True) -> list[Evidence]:
-    """Every cohort among the finished, current records (stale ones never pool), each one sample per seed;
-    with `finished_only=False`, among all records (for drawing curves: a cohort never mixes versions).
+    """Every cohort among the finished, current records (stale ones never pool), each seed's runs newest
+    first; with `finished_only=False`, among all records (for drawing curves: a cohort never mixes versions).
 
-    A seed's sample is its most recently finished record (ties: the larger run id), whichever folders hold
-    it: a record copied into several folders is one run, and a run's re-run with settings outside the
-    cohort is the same sample of the same estimate.
+    A record copied into several folders is one run (its newest copy stands for it); a run's re-run with
+    settings outside the cohort is another run of the same seed. Newest: the latest `finished_at`, ties
+    going to the larger run id, then to the record read first.
     """
     groups: dict[str, list[Record]] = defaultdict(list)
     for record in records:
-        finished = record.status == "complete" and record.test_acc is not None and not record.stale
-        if finished or not finished_only:
+        if finished(record) or not finished_only:
             groups[cohort_id(record.cohort)].append(record)
     found = []
     for key in sorted(groups):
-        by_seed: dict[int, Record] = {}
-        for record in groups[key]:
-            held = by_seed.get(record.seed)
-            if held is None or (record.finished_at, record.run_id) > (held.finished_at, held.run_id):
-                by_seed[record.seed] = record
-        found.append(Evidence([by_seed[seed] for seed in sorted(by_seed)], groups[key]))
+        newest = sorted(groups[key], key=lambda r: (r.finished_at, r.run_id), reverse=True)  # stable: ties in order
+        by_run: dict[str, Record] = {}
+        for record in newest:
+            by_run.setdefault(run_key(record), record)
+        by_seed: dict[int, list[Record]] = defaultdict(list)
+        for record in by_run.values():
+            by_seed[record.seed].append(record)
+        found.append(Evidence(tuple(tuple(by_seed[s]) for s in sorted(by_seed)), tuple(groups[key])))
     return found
 
 
@@ -108,6 +138,19 @@ def rule_figure(record: Record, selection: str) -> float | None:
     if selection not in RULE_FIGURE:
         return record.test_acc
     return record.test_acc_by_rule.get(RULE_FIGURE[selection])
+
+
+def rule_sample(found: Evidence, selection: str) -> list[tuple[Record, float]]:
+    """Each seed's figure under a claim's selection rule, from its newest run that has one: a re-run without
+    the figure (e.g. without --track-test for the best test epoch) never displaces an older run with it."""
+    return found.sample(lambda record: rule_figure(record, selection))
+
+
+def records_used(found: Evidence, claims: tuple[Claim, ...]) -> list[str]:
+    """Where the records behind a row's figures were written: each seed's newest run (the clean figure),
+    then any older run that an accuracy claim's rule took for a seed lacking its figure in the newest."""
+    used = found.runs + [r for c in claims if c.metric == "accuracy" for r, _ in rule_sample(found, c.selection)]
+    return list(dict.fromkeys(r.record_path for r in used))
 
 
 def why_no_verdict(found: Evidence) -> str | None:
@@ -146,11 +189,11 @@ def judge_claim(found: Evidence, claim: Claim | None) -> dict[str, Any]:
     Δ, the CI, the one-sided tests and the power statement exist only for a test-set claim against a
     reproduction (the full budget on the official data); one seed never has a CI.
     """
-    values = [v for r in found.runs if claim and (v := rule_figure(r, claim.selection)) is not None]
+    values = [v for _, v in rule_sample(found, claim.selection)] if claim else []
     rule = summarize(values)
     # a claim on another split (validation, train, Kaggle) is listed, never held against test figures
     judged = found.reproduction and rule is not None and claim is not None and claim.split == "cifar10-test"
-    power = strength(values, claim.value) if judged else None
+    power = strength(values, claim.value, claim.step) if judged else None
     return {
         "claim_id": claim.id if claim else None,
         "claim_value": claim.value if claim else None,

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.common.registry import did_you_mean
+from harness.spec.grid import expand_grids
 from harness.spec.problems import Problem, SpecError, problems_from
 from harness.spec.report import Claim, Header, Report
 from harness.spec.sections import RECIPE_KEYS, Recipe, content_hash, recipe_hash
@@ -123,7 +124,7 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Spec:
         raise SpecError([Problem(file, "protocol", "this is a protocol, not a report spec: use it with --protocol")])
 
     problems: list[Problem] = []
-    known = list(RECIPE_KEYS) + list(Header.model_fields)
+    known = list(RECIPE_KEYS) + list(Header.model_fields) + ["grids"]  # grids: grid.py
     for key in raw:
         if key not in known:
             problems.append(Problem(file, key, f"unknown key{did_you_mean(key, known)}"))
@@ -145,21 +146,35 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Spec:
     variants: dict[str, Variant] = {}
     raw_variants = top.variants or {"default": {}}
     base_messages = {p.message for p in problems}
-    for name in raw_variants:
-        variant, found = build_variant(file, name, base, raw_variants, base_messages)
+    grids = expand_grids(file, raw.get("grids"), raw_variants)
+    problems += grids.problems
+    every = {**raw_variants, **grids.raw}  # a hand-written variant may extend a cell
+    for name, table in every.items():
+        parent = table.get("extends")
+        if name in grids.raw and parent is not None and parent not in variants:
+            continue  # a cell over a variant that failed: that variant's problems say why
+        variant, found = build_variant(file, name, base, every, base_messages)
+        if name in grids.raw:  # reported once, where the grid wrote the key
+            found = [p for p in map(grids.relocate, found) if p not in problems]
         problems += found
         if variant is not None:
             variants[name] = variant
+    variants, mismatched = grids.finish(file, variants)
+    problems += mismatched
 
+    declared = {**raw_variants, **dict.fromkeys(grids.names)}  # valid or not: claims may name them
     default = top.default_variant or next(iter(raw_variants))
-    if default not in raw_variants:
+    if default not in declared:
         problems.append(
-            Problem(file, "default_variant", f"no variant {default!r}{did_you_mean(default, list(raw_variants))}")
+            Problem(file, "default_variant", f"no variant {default!r}{did_you_mean(default, list(declared))}")
         )
-    problems += _check_claims(file, top.claims, raw_variants)
+    found = _check_claims(file, top.claims, declared)
+    if grids.problems or mismatched:  # a grid with a problem: claims on its cells would only echo it
+        found = [p for p in found if not (p.key.endswith(".variants") and p.message.startswith("no variant"))]
+    problems += found
 
     spec, found = _link_teachers(
-        Spec(path, top.report, top.claims, variants, default), stack + (path.resolve(),), set(raw_variants)
+        Spec(path, top.report, top.claims, variants, default), stack + (path.resolve(),), set(declared)
     )
     if problems or found:
         raise SpecError(problems + found)

@@ -28,6 +28,8 @@ class Variant:
     spec_hash: str = ""
     teacher: tuple[Path, str] | None = None
     protocol: str = "own"  # the declared `[protocol] name` whose recipe replaced the report's, or own
+    grid: str | None = None  # the `[grids.NAME]` this variant is a cell of (grid.py)
+    cell: tuple[tuple[str, str], ...] = ()  # its (axis, value) coordinates in that grid
 
 
 def build_variant(

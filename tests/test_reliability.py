@@ -285,7 +285,12 @@ def test_a_nan_loss_stops_the_run_and_is_recorded(jpeg_archive: Path, tmp_path: 
 def test_an_exploding_learning_rate_diverges_through_the_cli(jpeg_archive: Path, tmp_path: Path, capsys) -> None:
     spec = tmp_path / "spec.toml"
     spec.write_text(
-        edit(R10, 'train.optimizer = { name = "sgd", lr = 0.1,', 'train.optimizer = { name = "sgd", lr = 1e38,')
+        # the grid variants then no longer equal their Appendix Table 4 cells: the grid makes those cells itself
+        re.sub(
+            r'\[grids\.table4\.explicit\]\n(?:"[^"\n]+" = "[^"\n]+"\n)+',
+            "",
+            edit(R10, 'train.optimizer = { name = "sgd", lr = 0.1,', 'train.optimizer = { name = "sgd", lr = 1e38,'),
+        )
     )
     argv = [
         "run",

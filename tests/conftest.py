@@ -62,6 +62,37 @@ def broken_spec(spec_copy) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One results folder for the session's plain smoke runs (RunOptions(profile="smoke", subset=64) on the CPU,
+    seed 0): the first test to need a recipe trains it, later ones find it complete and read it, so each is
+    trained once per test run. Tests that edit, kill or count a folder's runs keep their own."""
+    return tmp_path_factory.mktemp("smoke-runs")
+
+
+def narrow_dmsresnet_text() -> str:
+    """DMSResNet's spec with its recipe whole (Lookahead, clipping, mixup, dropout, the SE unit) on a narrow,
+    shallow network: the training state a resume must restore, at about a fortieth of the compute."""
+    text = (SPECS_DIR / "dmsresnet.toml").read_text(encoding="utf-8")
+    model = text.index("\n[model]\n")
+    head, tail = text[:model], text[model:]
+    for old, new in (
+        ("blocks = [4, 4, 3]", "blocks = [1, 1, 1]"),
+        ("widths = [64, 128, 256]", "widths = [16, 32, 64]"),
+        ("stem_width = 64", "stem_width = 16"),
+    ):
+        assert old in tail, f"dmsresnet.toml's [model] has no {old!r}"
+        tail = tail.replace(old, new, 1)
+    return head + tail
+
+
+@pytest.fixture(scope="session")
+def narrow_dmsresnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("narrow") / "dmsresnet.toml"
+    path.write_text(narrow_dmsresnet_text(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
 def jpeg_archive() -> Path:
     """The real-image CIFAR-10 copy beside the project, decoded once per session into a private cache."""
     assert JPEG_ARCHIVE.exists(), f"the tests need {JPEG_ARCHIVE} (see ../shared/README.md)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 import statistics
 import tempfile
@@ -91,6 +92,13 @@ def mutated_spec(draw: st.DrawFn) -> tuple[str, str]:
     return name, tomli_w.dumps(doc)
 
 
+@functools.cache
+def _load_once(path: str | None) -> Any:
+    from harness.data.cifar10 import load_cifar10
+
+    return load_cifar10(path)
+
+
 def _stub_training(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Replace the training proper (and latency timing) by stubs; return what the stub was given."""
     seen: list[Any] = []
@@ -100,6 +108,8 @@ def _stub_training(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         return types.SimpleNamespace(status="complete")
 
     monkeypatch.setattr(train, "train_and_test", train_and_test)
+    # the data set read once for all examples (a refusal is not cached: bad paths are still refused)
+    monkeypatch.setattr("harness.train.request.load_cifar10", _load_once)
 
     from harness.measure.latency import Timing
 

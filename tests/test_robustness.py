@@ -42,9 +42,9 @@ def test_corruption_arithmetic(images: np.ndarray) -> None:
     assert noise.std() == pytest.approx(PARAMETERS["gaussian_noise"][0], rel=0.05)
 
 
-def test_eval_command_on_a_saved_model(jpeg_archive: Path, tmp_path: Path, capsys) -> None:
+def test_eval_command_on_a_saved_model(jpeg_archive: Path, smoke_runs: Path, tmp_path: Path, capsys) -> None:
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
-    record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, tmp_path, Silent())
+    record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, smoke_runs, Silent())
     final = Path(record.checkpoint_dir) / "final.pt"
     assert (
         main(

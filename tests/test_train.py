@@ -58,8 +58,8 @@ def _without_timing(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in h.items() if k not in ("seconds", "train_images_per_s")} for h in history]
 
 
-def test_a_killed_run_resumes_to_the_same_result(jpeg_archive: Path, tmp_path: Path) -> None:
-    spec = load_spec(SPECS_DIR / "dmsresnet.toml")  # Lookahead, clipping, mixup and dropout all in play
+def test_a_killed_run_resumes_to_the_same_result(jpeg_archive: Path, narrow_dmsresnet: Path, tmp_path: Path) -> None:
+    spec = load_spec(narrow_dmsresnet)  # Lookahead, clipping, mixup, dropout and SE all in play
     options = RunOptions(profile="smoke", epochs=3, subset=64, data=str(jpeg_archive), device="cpu", deterministic=True)
     whole = run(spec, "se-mixup", options, tmp_path / "a", Silent())
     with pytest.raises(KeyboardInterrupt):
@@ -76,16 +76,16 @@ def test_a_killed_run_resumes_to_the_same_result(jpeg_archive: Path, tmp_path: P
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
 
-def test_a_finished_run_is_not_repeated(jpeg_archive: Path, tmp_path: Path) -> None:
+def test_a_finished_run_is_not_repeated(jpeg_archive: Path, smoke_runs: Path) -> None:
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
-    first = run(load_spec(RESNET10), "resnet12-grid", options, tmp_path, Silent())
+    first = run(load_spec(RESNET10), "resnet12-grid", options, smoke_runs, Silent())  # trained here or before
     messages: list[str] = []
 
     class Record(Silent):
         def message(self, text: str) -> None:
             messages.append(text)
 
-    again = run(load_spec(RESNET10), "resnet12-grid", options, tmp_path, Record())
+    again = run(load_spec(RESNET10), "resnet12-grid", options, smoke_runs, Record())
     assert again == first and messages and "already complete" in messages[0]
 
 
@@ -118,14 +118,9 @@ def _flat(data: object, prefix: str = "") -> dict[str, object]:
     return {prefix.rstrip("."): data}
 
 
-@pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("smoke-results")
-
-
 @pytest.mark.parametrize(("spec_file", "variant"), _variants(), ids=[f"{Path(s).stem}/{v}" for s, v in _variants()])
 def test_every_variant_runs_what_its_spec_says_and_records_it(
-    jpeg_archive: Path, smoke_results: Path, spec_file: str, variant: str
+    jpeg_archive: Path, smoke_runs: Path, spec_file: str, variant: str
 ) -> None:
     # Not whether a 64-image epoch learns (it cannot), but equivalence: the recipe that ran is the spec's,
     # compressed to the budget; the network is the spec's; and the saved model is the one the record
@@ -133,7 +128,7 @@ def test_every_variant_runs_what_its_spec_says_and_records_it(
     spec = load_spec(SPECS_DIR / spec_file)
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
     heard = Heard()
-    record = run(spec, variant, options, smoke_results, heard)
+    record = run(spec, variant, options, smoke_runs, heard)
     assert record.status == "complete" and record.is_reproduction is False
     if variant == spec.default_variant:  # the estimate is said before the run; how close it comes to the
         # achieved rate is a speed figure (it moves with the machine's load), so only its presence is tested here

@@ -191,7 +191,8 @@ def _train_rate(ctx: RunContext, step: TrainStep, source: TrainingImages) -> flo
 def _eval_rate(ctx: RunContext, model: nn.Module) -> float:
     """Images per second of scoring (the run's eval batch size and test transform)."""
     images, labels = ctx.split("test")
-    batch = min(ctx.recipe.eval.batch_size, len(images))
+    # never more than an epoch's training images: a 64-image smoke run is not held up by its own estimate
+    batch = min(ctx.recipe.eval.batch_size, len(images), len(ctx.splits.train))
     transform = test_transform(ctx.recipe)
     correct_mask(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)  # warm-up
     start = time.perf_counter()

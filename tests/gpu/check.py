@@ -226,7 +226,7 @@ def recipe(spec: str, variant: str, args: argparse.Namespace, started: float) ->
     runs = Path(tempfile.mkdtemp(prefix="gpu-check-runs-"))
     argv = ["run", f"reproductions/{spec}.toml", "--variant", variant, "--data", args.data, "--quiet"]
     argv += ["--results", str(runs), "--device", "cpu" if args.dry_run else "cuda"]
-    argv += ["--profile", "smoke", "--subset", "256"] if args.dry_run else ["--profile", "full"]
+    argv += ["--profile", "smoke", "--subset", "64"] if args.dry_run else ["--profile", "full"]
     status, out, seconds = harness(argv, timeout=share)
     records = sorted(runs.glob("**/*.json"))
     (args.out / "records").mkdir(exist_ok=True)

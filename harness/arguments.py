@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,6 +19,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line instead of argparse's usage block, so every bad input looks the same.
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command that continues a stopped `harness run`: the same arguments with --resume."""
+    return shlex.join(["harness", *argv, *([] if "--resume" in argv else ["--resume"])])
 
 
 def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:

@@ -7,7 +7,6 @@ lazily, inside each command, so that `--help` and usage errors answer before PyT
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -16,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.arguments import DEFAULT_SPECS, build_parser
-from harness.common.errors import HarnessError
+from harness.arguments import DEFAULT_SPECS, build_parser, resume_command
+from harness.common.errors import HarnessError, Stopped
+from harness.results.validate import json_text  # strict JSON: NaN and Infinity become null
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SPEED_IMAGES = 8192  # enough distinct images for every timed loop; the naive path keeps them as PIL
@@ -35,7 +35,9 @@ SHARING_COMMANDS = ("run", "sweep", "speed", "eval")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(COMMANDS).parse_args(argv)
+    args.argv = argv  # as typed: a stopped run prints the command that resumes it
     if args.command in SHARING_COMMANDS:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when PyTorch loads, which is after this
     with warnings.catch_warnings():  # restored on return: callers (and tests) keep their own handler
@@ -113,7 +115,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     rounds = None if args.no_latency else args.rounds
     events = ConsoleEvents(after_s=2.0, messages_on_stderr=True)
     rows = measure_rows(_load(args.specs), args.variant, rounds, events)
-    print(json.dumps(rows, indent=2) if args.json else render_measure(rows, rounds))
+    print(json_text(rows) if args.json else render_measure(rows, rounds))
     return EXIT_OK
 
 
@@ -129,7 +131,7 @@ def default_profile(device_type: str) -> tuple[str, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.common.console import ConsoleEvents
+    from harness.common.console import ConsoleEvents, stop_on_signals
     from harness.common.device import apply_threads, resolve_device
     from harness.spec import load_spec
     from harness.train.loop import run
@@ -141,7 +143,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.profile, defaulted = default_profile(resolve_device(args.device).type)
     threads = apply_threads(args.threads, args.deterministic)
     events = ConsoleEvents(args.quiet, preface="\n".join(line for line in (defaulted, threads) if line))
-    record = run(spec, spec.variant(args.variant).name, RunOptions.from_arguments(args), args.results, events)
+    try:
+        with stop_on_signals():
+            record = run(spec, spec.variant(args.variant).name, RunOptions.from_arguments(args), args.results, events)
+    except Stopped as stopped:  # one line: how far it got and how to go on; the shell's 128 + signal
+        reached = stopped.reached or "before training started"
+        name = signal.Signals(stopped.signum).name
+        command = resume_command(getattr(args, "argv", sys.argv[1:]))  # argv as typed, from main()
+        print(f"harness: stopped by {name}: {reached}; resume with: {command}", file=sys.stderr)
+        return 128 + stopped.signum
     return EXIT_OK if record.status == "complete" else EXIT_FAILURE
 
 
@@ -244,7 +254,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     result = measure_speed(SpeedSetup(spec, variant, images, labels, label, runtime, args.steps))
-    print(json.dumps(result, indent=2) if args.json else speed_text(result))
+    print(json_text(result) if args.json else speed_text(result))
     return EXIT_OK
 
 
@@ -304,7 +314,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     events = ConsoleEvents(after_s=2.0, messages_on_stderr=True, preface=apply_threads(args.threads))
     request = EvalRequest(args.checkpoint, args.data, args.subset, args.device, not args.no_corruptions, args.cifar10c)
     result = evaluate_checkpoint(request, events)
-    print(json.dumps(result, indent=2) if args.json else evaluation_text(args.checkpoint, result))
+    print(json_text(result) if args.json else evaluation_text(args.checkpoint, result))
     return EXIT_OK
 
 
@@ -357,7 +367,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         protocol = common or load_protocol(Path(DEFAULT_SPECS) / "common.toml")
     sides = [(label, entry_runs(specs, records, label, protocol)) for label in (args.a, args.b)]
     out = compare(*sides)
-    print(json.dumps(out, indent=2) if args.json else compare_text(out))
+    print(json_text(out) if args.json else compare_text(out))
     return EXIT_OK
 
 

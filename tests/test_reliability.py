@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -324,10 +325,13 @@ def test_a_live_lock_refuses_a_second_process_and_a_stale_one_is_taken_over(jpeg
     key = identify(spec, variant, options, budget, load_cifar10(jpeg_archive).sha256, "cpu")
     lock = key.checkpoint_dir(tmp_path) / "run.lock"
     lock.parent.mkdir(parents=True)
-    lock.write_text(str(os.getppid()))  # a live process that is not us
-    with pytest.raises(checkpoint.LockError, match=r"already in progress \(process"):
-        run(spec, "resnet12-grid", options, tmp_path, Silent())
-    lock.write_text("999999999")  # no such process
+    with open(lock, "w") as held:  # a live holder: the lock taken on another open file, a pid written
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write(str(os.getppid()))
+        held.flush()
+        with pytest.raises(checkpoint.LockError, match=r"already in progress \(process"):
+            run(spec, "resnet12-grid", options, tmp_path, Silent())
+    lock.write_text("999999999")  # a pid left by a dead process, no lock held
     assert run(spec, "resnet12-grid", options, tmp_path, Silent()).status == "complete"
     assert not lock.exists()
 
@@ -366,15 +370,15 @@ def test_two_runs_into_one_folder_at_once(jpeg_archive: Path, tmp_path: Path) ->
     assert sorted(r["seed"] for r in records) == [0, 1] and all(r["status"] == "complete" for r in records)
 
 
-def test_a_sigkilled_run_resumes_to_the_same_result(jpeg_archive: Path, tmp_path: Path) -> None:
+def test_a_sigkilled_run_resumes_to_the_same_result(jpeg_archive: Path, narrow_dmsresnet: Path, tmp_path: Path) -> None:
     """killed_and_resumed raises unless the SIGKILL interrupted the run (it died of the signal before writing
     its record) and the resume continued from a checkpoint: a kill that lands after the run's end, or a
     resume that starts afresh, would compare an uninterrupted run with itself."""
     from tests.benchmarks.kill_resume import killed_and_resumed, reference, same_result
 
-    whole, span = reference(jpeg_archive, tmp_path / "whole")
+    whole, span = reference(jpeg_archive, tmp_path / "whole", narrow_dmsresnet)
     delay = random.Random(int(os.environ.get("HARNESS_KILL_SEED", "0"))).uniform(0, span)  # a random kill point
-    assert same_result(whole, killed_and_resumed(jpeg_archive, tmp_path / "killed", delay))
+    assert same_result(whole, killed_and_resumed(jpeg_archive, tmp_path / "killed", delay, narrow_dmsresnet))
 
 
 def test_specs_cannot_run_code() -> None:

@@ -6,10 +6,14 @@ Part of the CLI: the library reports through `events.Events` and never prints.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+from harness.common.errors import Stopped
 from harness.common.events import Advance
 
 
@@ -108,3 +112,30 @@ class PlainEvents:
     @contextlib.contextmanager
     def progress(self, total: int, description: str, unit: str = "it") -> Iterator[Advance]:
         yield lambda n, **postfix: None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `Stopped` (once: a second signal while the work stops is ignored), so that a
+    run can say how far it got; the previous handlers come back after. A signal the process was started with
+    ignored (`nohup`, a script's background job) stays ignored. Only the main thread can set handlers."""
+    held = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        for s in held:
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {s: signal.getsignal(s) for s in held}
+    for s in held:
+        if previous[s] is not signal.SIG_IGN:
+            signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(s, handler)

@@ -13,3 +13,16 @@ class HarnessError(Exception):
 
 class RunError(HarnessError):
     """A run that cannot start or continue; the message says why and what to do."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A signal (SIGINT, SIGTERM) stopped the work; `reached` says how far it got, for the one line the CLI
+    prints. A KeyboardInterrupt, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int, reached: str = "") -> None:
+        super().__init__(signum)
+        self.signum, self.reached = signum, reached
+
+
+class WriteError(HarnessError):
+    """A file that could not be written (a full disk, a quota, permissions); nothing of it is left behind."""

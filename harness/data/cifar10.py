@@ -18,7 +18,6 @@ import hashlib
 import io
 import os
 import tarfile
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ import numpy as np
 
 from harness.common.cache import cache_dir
 from harness.common.errors import HarnessError
+from harness.common.files import atomic_file
 from harness.common.lazy import lazy
+from harness.data.sources import damaged_text, member_bytes, outside_root, refused_text
 
 if TYPE_CHECKING:
     from harness.common.device import Runtime
@@ -111,7 +112,7 @@ def _torchvision_folder(path: Path) -> Path | None:
     """The root torchvision expects (the folder holding cifar-10-batches-py), if `path` is one."""
     if (path / "cifar-10-batches-py").is_dir():
         return path
-    if path.name == "cifar-10-batches-py" and (path / "data_batch_1").exists():
+    if path.name == "cifar-10-batches-py":  # even with files missing: torchvision_damage names them
         return path.parent
     return None
 
@@ -122,8 +123,8 @@ def _torchvision(root: Path, download: bool) -> Cifar10:
     try:
         train = CIFAR10(str(root), train=True, download=download)
         test = CIFAR10(str(root), train=False, download=False)
-    except RuntimeError as error:  # torchvision: missing or corrupt files
-        raise DataError(f"{root}: {error} (pass --data with a local copy, or set HARNESS_DATA)") from None
+    except RuntimeError:  # torchvision: missing or corrupt files ("You can use download=True", even when it is)
+        raise DataError(damaged_text(root / "cifar-10-batches-py", download)) from None
     except OSError as error:  # no network for the download
         raise DataError(
             f"CIFAR-10 download into {root} failed ({error}); pass --data PATH or set HARNESS_DATA to a local copy"
@@ -212,20 +213,28 @@ def _decode_archive(source: Path) -> Cifar10:
     with open(source, "rb") as raw:
         for block in iter(lambda: raw.read(1 << 20), b""):
             digest.update(block)
-    items = []
+    items, refused = [], []
     try:
         with tarfile.open(source, "r:*") as archive:
             for member in archive:
-                if not member.isfile():
+                if not (member.isfile() or member.islnk() or member.issym()):
+                    continue
+                if outside_root(member):  # `../../train/cat/x.jpg` would otherwise read as a training image
+                    refused.append(member.name)
                     continue
                 parts = PurePosixPath(member.name).parts
                 where = _split_class(parts)
                 if where is None or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
                     continue
-                handle = archive.extractfile(member)  # read into memory only: nothing is written to disk
-                items.append((*where, parts[-1], handle.read() if handle else b""))
+                blob = member_bytes(archive, member)  # read into memory only: nothing is written to disk
+                if blob is None:
+                    refused.append(member.name)  # a link to nothing in the archive
+                    continue
+                items.append((*where, parts[-1], blob))
     except (tarfile.TarError, EOFError, OSError, ValueError) as error:
         raise DataError(f"{source}: damaged or truncated archive ({error})") from None
+    if refused:
+        warnings.warn(refused_text(source, refused), DataWarning)
     return _decode(items, source, digest.hexdigest())
 
 
@@ -246,19 +255,10 @@ def _decode_folder(source: Path) -> Cifar10:
 
 
 def _write_cache(path: Path, data: Cifar10) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        np.savez(
-            tmp,
-            train_x=data.train_x,
-            train_y=data.train_y,
-            test_x=data.test_x,
-            test_y=data.test_y,
-            meta=np.array([data.source, str(data.official), data.sha256]),
-        )
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    """The decoded arrays, written whole or not at all (and a killed decode's temporary file removed)."""
+    arrays = {"train_x": data.train_x, "train_y": data.train_y, "test_x": data.test_x, "test_y": data.test_y}
+    with atomic_file(path, needed=sum(a.nbytes for a in arrays.values())) as sink:  # streamed: no copy in memory
+        np.savez(sink, **arrays, meta=np.array([data.source, str(data.official), data.sha256]))
 
 
 def _read_cache(path: Path) -> Cifar10:

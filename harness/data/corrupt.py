@@ -175,7 +175,9 @@ def cifar10c_accuracy(
         table[name] = {}
         for severity in range(1, CIFAR10C_SEVERITIES + 1):
             rows = slice((severity - 1) * n, severity * n)
-            table[name][str(severity)] = evaluate(np.asarray(images[rows]), data.labels[rows])
+            # a writable copy of one severity's block (30 MB at 10,000 images): the memory map is read-only,
+            # which PyTorch warns of when it wraps the array
+            table[name][str(severity)] = evaluate(np.array(images[rows]), data.labels[rows])
             if done is not None:
                 done(f"{name}/{severity}")
     means = {name: sum(by.values()) / len(by) for name, by in table.items()}
@@ -194,7 +196,10 @@ def cifar10c_accuracy(
 
 
 def _array(path: Path) -> np.ndarray:
+    again = "download CIFAR-10-C again, or remove the file to score the others"
+    if path.stat().st_size == 0:  # np.load would end in EOFError: a copy or download cut short
+        raise DataError(f"{path}: empty file (0 bytes): {again}")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise DataError(f"{path}: not a readable .npy array ({error})") from None
+    except (ValueError, OSError, EOFError) as error:  # EOFError: a header cut short
+        raise DataError(f"{path}: not a readable .npy array ({error}): {again}") from None

@@ -5,6 +5,8 @@ corruptions and, given a folder in the official layout, on CIFAR-10-C. Scoring i
 from __future__ import annotations
 
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,12 @@ def evaluate_checkpoint(request: EvalRequest, events: Events) -> dict[str, Any]:
     """Clean (and corrupted) test accuracy of the model in a harness checkpoint, without its spec; `events`
     hears first what will be scored and how long that takes here, then the progress."""
     path = request.checkpoint
-    state = checkpoint.load_file(path, verify=False)  # still checked whenever its .sha256 lies beside it
+    state = read_checkpoint(path)
     card = state.get("model_card") or state  # schema 1 checkpoints kept these keys at the top level
-    if "model_config" not in card or "normalization" not in card:
-        raise checkpoint.CheckpointError(f"{path}: not a harness model checkpoint (no model_config/normalization)")
+    if not isinstance(card, dict) or "model_config" not in card or "normalization" not in card:
+        raise checkpoint.CheckpointError(
+            f"{path}: not a harness checkpoint (no model card: model_config and normalization); {EXPECTED}"
+        )
     official = load_cifar10c(request.cifar10c) if request.cifar10c is not None else None  # checked before work
     model = _rebuild(path, card["model_config"], state["model"])
     device = resolve_device(request.device)
@@ -88,6 +92,29 @@ def evaluate_checkpoint(request: EvalRequest, events: Events) -> dict[str, Any]:
         "robustness": robust,
         "cifar10c": benchmark,
     }
+
+
+EXPECTED = "expected a model a run saved: final.pt or epoch-NNNN.pt in RESULTS/checkpoints/REPORT/VARIANT/RUN/"
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The contents of a checkpoint, or one line saying the file is not one (never PyTorch's advice on
+    loading it anyway: the harness never runs code from a file)."""
+    if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise checkpoint.CheckpointError(
+            f"{path}: unreadable, not a PyTorch checkpoint file, so not a harness checkpoint; {EXPECTED}"
+        )
+    with warnings.catch_warnings():  # PyTorch's notes on the pickle protocol of a file it then refuses
+        warnings.simplefilter("ignore")
+        try:
+            return checkpoint.load_file(path, verify=False)  # still checked whenever its .sha256 lies beside it
+        except checkpoint.CheckpointError as error:
+            if error.__context__ is None:  # missing, a folder, a hash mismatch: already one line that says so
+                raise
+            why = type(error.__context__).__name__
+            raise checkpoint.CheckpointError(
+                f"{path}: not a harness checkpoint (PyTorch cannot read it as tensors alone: {why}); {EXPECTED}"
+            ) from None
 
 
 def _images_per_s(model: nn.Module, probe: np.ndarray, transform: Pipeline, runtime: Runtime) -> float:

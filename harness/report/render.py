@@ -7,7 +7,6 @@ this module only fills them and writes the files.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,8 +15,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from harness.common.files import atomic_write_bytes
+from harness.common.files import atomic_write_text
 from harness.results.table import REFERENCES, WIDE
+from harness.results.validate import json_text
 
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -95,7 +95,7 @@ def write_study(study: dict[str, Any], outputs: Outputs) -> list[Path]:
     board = [_board_row(row, outputs.links) for row in outputs.leaderboard]
     context = {"s": study, "plots": plots, "left_out": outputs.left_out, "headings": [WIDE[k][0] for k, _ in BOARD],
                "board": board}  # fmt: skip
-    facts = json.dumps(_page_facts(study, board))
+    facts = json_text(_page_facts(study, board), indent=None)  # strict: NaN is not JSON a browser parses
     files = {
         "study.md": environment("markdown").get_template("study.md.j2").render(context),
         "study.html": environment("html").get_template("study.html.j2").render({**context, "facts": facts}),
@@ -105,7 +105,7 @@ def write_study(study: dict[str, Any], outputs: Outputs) -> list[Path]:
     written = []
     for name, text in files.items():
         path = outputs.out / name
-        atomic_write_bytes(path, text.encode("utf-8"))
+        atomic_write_text(path, text)  # whole or absent: a full disk leaves no page cut off mid-image
         written.append(path)
     return written
 

@@ -9,7 +9,6 @@ records) as a pandas DataFrame, which is also what `harness table --format csv|j
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from harness.common.defaults import DEFAULT_SPECS as SPECS_DIR
 from harness.common.defaults import SHIPPED_RESULTS as SHIPPED_DIR
 from harness.common.errors import HarnessError
 from harness.results.record import Record, load_records
+from harness.results.validate import json_text
 from harness.spec import Problem, Protocol, Spec, SpecError, is_protocol_file, load_protocol, load_specs
 
 if TYPE_CHECKING:
@@ -174,8 +174,9 @@ def to_csv(frame: pd.DataFrame) -> str:
 
 
 def to_json(frame: pd.DataFrame) -> str:
-    # json, not DataFrame.to_json: that one rounds floats to 15 digits and writes "/" as "\/"
-    return json.dumps(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"), indent=2)
+    # json, not DataFrame.to_json: that one rounds floats to 15 digits and writes "/" as "\/"; json_text: a NaN
+    # nested in a cell (a list of dicts) is null too, as JSON has no NaN
+    return json_text(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
 
 
 def _csv_cell(value: Any) -> Any:
@@ -189,7 +190,7 @@ def _csv_cell(value: Any) -> Any:
         if value and isinstance(value[0], dict) and "text" in value[0]:  # claims
             return "; ".join(f"{c['text']} ({'/'.join(c['stated_in'])}; {c['split']}; {c['selection']})" for c in value)
         if value and isinstance(value[0], dict):
-            return json.dumps(value)
+            return json_text(value, indent=None)
         return ";".join(str(v) for v in value)
     if isinstance(value, int) and not isinstance(value, bool):  # else pandas makes a column with gaps float
         return str(value)

@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from harness.common.files import write_figure
 from harness.results.identity import budget_name, budget_text, cohort_id, file_label
 from harness.results.labels import FONT_PT, Point, entry_labels
 from harness.results.record import Record
@@ -139,8 +140,7 @@ def pareto_plots(rows: list[dict[str, Any]], out: Path) -> tuple[list[Drawn], li
             continue
         fig = pareto_figure(rows, key)
         path = out / f"pareto_{axis.stem}.png"
-        fig.savefig(path, dpi=fig.dpi)
-        plt.close(fig)
+        write_figure(fig, path, dpi=fig.dpi)  # whole or absent, even on a full disk; and closed
         drawn.append(Drawn(path, pareto_caption(rows, key)))
     return drawn, left_out
 
@@ -310,8 +310,7 @@ def learning_curves(records: list[Record], out: Path, claims: ClaimLines | None 
         fig = curves_figure(runs, lines)
         suffix = f"-{sha}" if labels[(report, variant, label)] > 1 else ""
         path = out / f"curves_{report}_{variant}_{label}{suffix}.png"
-        fig.savefig(path, dpi=fig.dpi)
-        plt.close(fig)
+        write_figure(fig, path, dpi=fig.dpi)  # whole or absent, even on a full disk; and closed
         written.append(Drawn(path, curves_caption(runs, lines)))
     return written
 

@@ -24,6 +24,7 @@ from harness.common.files import atomic_write_json
 from harness.common.lazy import lazy
 from harness.measure.size import size_of
 from harness.results.identity import COHORT_FIELDS, RESULTS_VERSION, Identity
+from harness.results.validate import RULE_EPOCHS, newer_schema, refusal
 from harness.spec import content_hash
 
 torch = lazy("torch")  # loaded only to make a record: reading records and tables stays free of it
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 SCHEMA = "harness.result/3"  # 3: epochs counted from 1, as everything a person reads counts them
 READABLE_SCHEMAS = ("harness.result/1", "harness.result/2", SCHEMA)  # 1 lacks `identity`; 1 and 2 count epochs from 0
-RULE_EPOCHS = ("best-val-epoch", "best-epoch-test-epoch")  # test_acc_by_rule's epochs ("last-epoch" is a figure)
 SELECT_RULE = {"last": "last-epoch", "best-val": "best-val"}  # eval.select -> the rule whose figure is the clean one
 REQUIRED = ("schema", "report", "variant", "seed", "profile", "status", "spec_hash")
 
@@ -98,7 +98,7 @@ class Record:
 
     @property
     def stale(self) -> bool:
-        """Made by harness code whose results version differs from this one's: shown, never pooled."""
+        """Made by older harness code (a newer one's record is refused on reading): shown, never pooled."""
         return self.identity.get("results_version") != RESULTS_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -182,15 +182,11 @@ def _legacy_identity(record: dict[str, Any]) -> dict[str, Any]:
 
 def pack_mask(mask: Any) -> str:
     """A boolean mask as base64 of its packed bits (10,000 test images: 1,668 characters)."""
-    import numpy as np
-
     return base64.b64encode(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).decode("ascii")
 
 
 def unpack_mask(text: str, length: int) -> Any:
     """The boolean mask `pack_mask` wrote, of `length` images."""
-    import numpy as np
-
     return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=length).astype(bool)
 
 
@@ -209,10 +205,12 @@ def load_records(directory: Path) -> tuple[list[Record], list[str]]:
             problems.append(f"{path}: skipped, not a readable JSON record ({error})")
             continue
         if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
+            if why := newer_schema(data, SCHEMA):
+                problems.append(f"{path}: skipped, {why}")
             continue  # not a result record (e.g. a sweep summary)
         missing = [key for key in REQUIRED if key not in data]
-        if missing:
-            problems.append(f"{path}: skipped, record lacks {', '.join(missing)}")
+        if why := (f"record lacks {', '.join(missing)}" if missing else refusal(data)):
+            problems.append(f"{path}: skipped, {why}")  # a newer harness's, or a figure no run produces
             continue
         try:
             records.append(Record.from_json(data, origin=str(directory), read_from=str(path)))
@@ -230,7 +228,7 @@ def find_record(results: Path, identity: Identity) -> Record | None:
         return None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or data.get("status") != "complete":
         return None
-    if data.get("identity") != identity.as_dict():
+    if data.get("identity") != identity.as_dict() or refusal(data):  # refused (a figure no run produces): run again
         return None
     return Record.from_json(data, origin=str(results))
 

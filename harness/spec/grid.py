@@ -23,7 +23,7 @@ from harness.common.registry import did_you_mean
 from harness.common.schema import Section
 from harness.spec.problems import Problem, all_keys, depth, is_key_of, key_parts, problems_from
 from harness.spec.report import Deviation
-from harness.spec.sections import NAME_PATTERN, RECIPE_KEYS, Recipe
+from harness.spec.sections import NAME_MAX, NAME_PATTERN, RECIPE_KEYS, Recipe, long_name, shorten
 from harness.spec.variants import Variant, merge
 
 AXIS_PATTERN = r"^[a-z][a-z0-9_]*$"  # an axis is a {placeholder} of the name template
@@ -255,7 +255,18 @@ def _name_problems(
 ) -> list[Problem]:
     """Cell names are valid, new names; `explicit` pairs cells with hand-written variants, one to one."""
     problems, names = [], [c.name for c in cells]
+    long = [name for name in dict.fromkeys(names) if long_name(name, "variant name")]
+    if long:  # one line for the grid: its template or its values make every one of these too long
+        longest = max(long, key=len)
+        message = (
+            f"gives {len(long)} cell names longer than {NAME_MAX} characters (the longest {shorten(longest)!r}, "
+            f"{len(longest)} characters); a cell's name becomes a folder and file name, so it has at most "
+            f"{NAME_MAX}: shorten the name template or the axis values"
+        )
+        problems.append(Problem(file, f"{prefix}.name", message))
     for name in dict.fromkeys(names):
+        if name in long:
+            continue
         if not re.fullmatch(NAME_PATTERN, name):
             problems.append(Problem(file, f"{prefix}.name", f"gives {name!r}; a variant name: {NAME_RULE}"))
         elif name in out.cells:

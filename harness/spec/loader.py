@@ -19,7 +19,7 @@ from harness.common.registry import did_you_mean
 from harness.spec.grid import expand_grids
 from harness.spec.problems import Problem, SpecError, problems_from
 from harness.spec.report import Claim, Header, Report
-from harness.spec.sections import RECIPE_KEYS, Recipe, content_hash, recipe_hash
+from harness.spec.sections import RECIPE_KEYS, Recipe, content_hash, long_name, recipe_hash, shorten
 from harness.spec.variants import Variant, build_variant
 
 
@@ -133,6 +133,7 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Spec:
     top = base_recipe = None
     try:
         top = Header.model_validate(header_raw)
+        problems += _long_names(file, top)
     except ValidationError as error:
         problems += problems_from(error, Header, file)
     try:
@@ -179,6 +180,13 @@ def _load(path: Path, stack: tuple[Path, ...]) -> Spec:
     if problems or found:
         raise SpecError(problems + found)
     return spec
+
+
+def _long_names(file: str, top: Header) -> list[Problem]:
+    """The report's and the variants' names that would not fit in a file name (grid cells: grid.py)."""
+    named = [("report.name", top.report.name, "report name")]
+    named += [(f"variants.{shorten(name)}", name, "variant name") for name in top.variants or {}]
+    return [Problem(file, key, message) for key, name, what in named if (message := long_name(name, what))]
 
 
 def _check_claims(file: str, claims: tuple[Claim, ...], variants: Mapping[str, Any]) -> list[Problem]:

@@ -12,11 +12,11 @@ from harness.common.schema import Section
 from harness.spec.loader import Spec, Variant, as_tuples, is_protocol_file  # noqa: F401 - re-exported
 from harness.spec.problems import Problem, SpecError, problems_from
 from harness.spec.report import Deviation
-from harness.spec.sections import NAME_PATTERN, Recipe, TrainingSections, recipe_hash
+from harness.spec.sections import NAME_MAX, NAME_PATTERN, Recipe, TrainingSections, recipe_hash
 
 
 class ProtocolInfo(Section):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX)  # it becomes part of file names
     description: str = Field(min_length=1)
 
 

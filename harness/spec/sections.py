@@ -32,6 +32,27 @@ OptimizerSection = _dispatch([section for _, section in OPTIMIZERS.items()], "na
 ScheduleSection = _dispatch([section for _, section in SCHEDULES.items()], "name")
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# Report, variant (grid cells included) and protocol names become folder and file names; at this length
+# the longest file name the harness builds, a learning curve's `curves_REPORT_VARIANT_PROTOCOL-reduced-
+# e100000-n50000-bf16-HASH.png`, stays within the 255 bytes a file name can have (ext4, XFS, APFS, NTFS).
+NAME_MAX = 64
+
+
+def long_name(name: str, what: str) -> str | None:
+    """The problem with a name that becomes a file or folder name, if it is too long; None if it fits."""
+    if len(name.encode()) <= NAME_MAX:
+        return None
+    return (
+        f"{shorten(name)!r} is {len(name)} characters long; a {what} becomes a folder and file name, "
+        f"so it has at most {NAME_MAX}: shorten it"
+    )
+
+
+def shorten(name: str, keep: int = 24) -> str:
+    """A name short enough to quote in a one-line message (a spec may hold one of any length)."""
+    return name if len(name) <= keep + 3 else f"{name[:keep]}..."
+
+
 MAX_EPOCHS = 100_000  # far beyond any recipe: a larger count is a typo, not a plan
 MAX_BATCH = 65_536
 

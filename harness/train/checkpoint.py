@@ -8,6 +8,7 @@ the newest is truncated or corrupt. Files are read with `weights_only=True`: a c
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -17,8 +18,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.common.errors import HarnessError
-from harness.common.files import atomic_write_bytes
+from harness.common.errors import HarnessError, WriteError
+from harness.common.files import atomic_write_bytes, remove_stale_temporaries, same_file
 from harness.common.lazy import lazy
 
 torch = lazy("torch")  # loaded on first use: records are written and read without PyTorch
@@ -39,8 +40,13 @@ def save_file(path: Path, state: dict[str, Any]) -> str:
     digest = hashlib.sha256(data).hexdigest()  # hashed in memory, not read back from disk
     # The sidecar first: a crash between the two leaves a checkpoint that fails its check, never one
     # that passes it wrongly.
-    atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
-    atomic_write_bytes(path, data)
+    sidecar = path.with_name(path.name + ".sha256")
+    atomic_write_bytes(sidecar, f"{digest}  {path.name}\n".encode())
+    try:
+        atomic_write_bytes(path, data)
+    except WriteError:
+        sidecar.unlink(missing_ok=True)  # a full disk leaves neither half of the pair
+        raise
     return digest
 
 
@@ -126,46 +132,80 @@ class LockError(CheckpointError):
     """Another live process is running the same run."""
 
 
+LOCK_NAME = "run.lock"
+LOCK_TRIES = 1000  # each retry means another process let go of the lock meanwhile: it never loops idle
+
+
 @contextlib.contextmanager
 def run_lock(directory: Path, root: Path) -> Iterator[None]:
-    """Hold `directory/run.lock` (with this process's pid) while a run writes there.
+    """Hold an exclusive flock on `directory/run.lock` while a run writes there.
 
-    A second process on the same run stops with LockError instead of interleaving its checkpoints and
-    record with ours; a lock left by a dead process is taken over. Empty folders are removed on exit,
-    up to (not including) `root`, so a run that fails before writing anything leaves nothing behind.
+    A second process on the same run stops with LockError (naming the holder's pid, which the holder
+    writes into the file for that message only) instead of interleaving its checkpoints and record with
+    ours. The operating system lets go of a flock when its process ends, however it ends: a lock left by
+    a dead process is simply free. Temporary files a killed write left in `directory` are removed. Empty
+    folders are removed on exit, up to (not including) `root`, so a run that fails before writing
+    anything leaves nothing behind.
     """
     root_existed = root.exists()
-    directory.mkdir(parents=True, exist_ok=True)
-    lock = directory / "run.lock"
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _lock_owner(lock)
-            if owner is not None and owner != os.getpid() and _alive(owner):
-                raise LockError(f"{directory}: this run is already in progress (process {owner})") from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        break
-    else:
-        raise LockError(f"{directory}: could not take the run lock")
+    lock = directory / LOCK_NAME
+    fd = _take_lock(directory, lock)
     try:
+        remove_stale_temporaries(directory)
         yield
     finally:
+        # Removed while still held: a process that opened this file meanwhile finds, once it has the
+        # flock, that the name no longer leads to it, and starts again (see _take_lock).
         lock.unlink(missing_ok=True)
+        os.close(fd)
         _remove_empty(directory, root)
         if not root_existed:
             with contextlib.suppress(OSError):
                 root.rmdir()  # only if empty: a results folder this failed run created
 
 
-def _lock_owner(lock: Path) -> int | None:
+def _take_lock(directory: Path, lock: Path) -> int:
+    """An open descriptor of `lock`, flocked by us and still at that name; LockError if another holds it."""
+    for _ in range(LOCK_TRIES):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except (FileNotFoundError, FileExistsError):
+            if directory.is_file():
+                raise LockError(
+                    f"{directory}: a file where the run's checkpoint folder belongs; move it away"
+                ) from None
+            continue  # a finishing run removed an empty folder of the path as we made it or opened the lock
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise LockError(f"{directory}: this run is already in progress ({holder})") from None
+        except OSError as error:
+            os.close(fd)
+            raise LockError(
+                f"{lock}: cannot take a file lock here ({error.strerror}); "
+                "put --results on a file system with file locks (a local disk, or NFS with locking)"
+            ) from None
+        if same_file(fd, lock):
+            with contextlib.suppress(OSError):  # the pid is for LockError's message only
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            return fd
+        os.close(fd)  # its holder removed it as we opened it: take the file now at that name
+    raise LockError(f"{directory}: could not take the run lock ({LOCK_TRIES} tries, each lost to another process)")
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, for the message: the pid its holder wrote into the file."""
     try:
-        return int(lock.read_text(encoding="utf-8").strip())
+        pid = int(os.pread(fd, 32, 0).decode("ascii").strip())
     except (OSError, ValueError):
-        return None
+        return "process unknown: it has only just taken the lock"
+    if not _alive(pid):  # its children (forked, holding the file open) outlive it for a moment
+        return f"process {pid}, which has ended; a child of it still holds the lock: try again shortly"
+    return f"process {pid}"
 
 
 def _alive(pid: int) -> bool:

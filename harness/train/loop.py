@@ -10,10 +10,14 @@ anything: each selection rule's model is tested once, and the spec names the cle
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.common.errors import RunError
+from harness.common.errors import RunError, Stopped
 from harness.common.events import Events
 from harness.data.cifar10 import TrainingImages
 from harness.data.corrupt import CORRUPTIONS, SEVERITIES, corrupted_accuracy
@@ -44,7 +48,7 @@ from harness.train.step import (
     test_transform,
     validation_accuracy,
 )
-from harness.train.teacher import load_teacher
+from harness.train.teacher import TeacherFile, load_teacher
 
 
 def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, events: Events) -> Record:
@@ -62,7 +66,40 @@ def run(spec: Spec, variant_name: str, options: RunOptions, results: Path, event
                 f"{ctx.checkpoint_dir} holds a checkpoint of this run: pass --resume to continue it, "
                 "or delete that folder to start again"
             )
-        return train_and_test(ctx, events)
+        try:
+            return train_and_test(ctx, events)
+        except Stopped as stopped:  # SIGINT or SIGTERM: say how far the run got (the CLI prints it)
+            stopped.reached = stopped.reached or _reached(ctx)
+            raise
+
+
+def _reached(ctx: RunContext) -> str:
+    """How far a stopped run got: the last epoch whose checkpoint is on disk, counted from 1."""
+    name = f"{ctx.spec.name}/{ctx.variant.name} seed {ctx.identity.seed}"
+    saved = [int(m[1]) for p in ctx.checkpoint_dir.glob("epoch-*.pt") if (m := checkpoint.PATTERN.match(p.name))]
+    if not saved:
+        return f"{name} stopped before its first epoch ended (no checkpoint yet)"
+    epochs = ctx.recipe.train.epochs
+    return f"{name} reached epoch {max(saved) + 1} of {epochs} (its checkpoint is in {ctx.checkpoint_dir})"
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while a checkpoint or record is written, then act as they would have: a stop
+    never leaves half a file, or a temporary one, behind. Only the main thread can set handlers."""
+    held = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or any(signal.getsignal(s) is None for s in held):
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now, to the handler it was meant for
 
 
 def train_and_test(ctx: RunContext, events: Events) -> Record:
@@ -76,7 +113,8 @@ def train_and_test(ctx: RunContext, events: Events) -> Record:
     trained = fit(ctx, step, source, start, events)
     tested = select_and_test(ctx, model, trained, events) if trained.status == "complete" else Tested()
     record = make_record(ctx, trained, tested, teacher_info)
-    write_record(record)
+    with _signals_deferred():
+        write_record(record)
     shown = "-" if record.test_acc is None else f"{record.test_acc:.2f}%"
     events.message(f"{record.status}: test accuracy {shown} -> {record.record_path}")
     return record
@@ -127,7 +165,8 @@ def fit(ctx: RunContext, step: TrainStep, source: TrainingImages, start: StartPo
             wall_time_s=start.wall_time_s + time.perf_counter() - started,
             model_card=model_card(ctx),
         )
-        checkpoint.save_state(ctx.checkpoint_dir, state)
+        with _signals_deferred():
+            checkpoint.save_state(ctx.checkpoint_dir, state)
         events.message(_epoch_line(entry, epochs))  # after the save: a shown epoch is a stored one
     return Trained(history, best, start.wall_time_s + time.perf_counter() - started)
 
@@ -195,7 +234,8 @@ def select_and_test(ctx: RunContext, model: nn.Module, trained: Trained, events:
         model.load_state_dict(trained.best["model"])
         selected = trained.best["epoch"]
     final = {"model": model.state_dict(), "selected_epoch": selected, "model_card": model_card(ctx)}
-    checkpoint.save_file(ctx.checkpoint_dir / "final.pt", final)
+    with _signals_deferred():
+        checkpoint.save_file(ctx.checkpoint_dir / "final.pt", final)
     robustness = None
     if ctx.identity.robustness:
         passes = len(CORRUPTIONS) * len(SEVERITIES)
@@ -256,19 +296,31 @@ def _teacher(ctx: RunContext, events: Events) -> tuple[nn.Module | None, dict[st
         "spec_hash": teacher_variant.spec_hash,
     }
     given = given_teacher(ctx.spec, ctx.variant, ctx.options)
+    given_by = ""
     if given is not None:
         path = given
+        given_by = (
+            "--teacher-checkpoint"
+            if ctx.options.teacher_checkpoint is not None
+            else f"variants.{ctx.variant.name}.train.distill.teacher_checkpoint in {ctx.spec.path}"
+        )
         events.message(f"teacher: loading {path}")
     else:
         events.message(teacher_plan(ctx, teacher_spec, teacher_variant))
         # The teacher's own run: its record serves every student of the same seed, budget and data.
         options = dataclasses.replace(ctx.options, teacher_checkpoint=None, track_test=None, robustness=None)
-        record = run(teacher_spec, teacher_variant.name, options, ctx.results, events)
+        try:
+            record = run(teacher_spec, teacher_variant.name, options, ctx.results, events)
+        except Stopped as stopped:
+            if stopped.reached:  # the teacher's own run got this far; the student had not started
+                stopped.reached = f"training the teacher of {ctx.spec.name}/{ctx.variant.name}, {stopped.reached}"
+            raise
         if record.status != "complete":
             raise RunError(f"the teacher {teacher_spec.name}/{teacher_variant.name} did not finish ({record.status})")
         path = Path(record.checkpoint_dir) / "final.pt"
         info.update(record=record.record_path, test_acc=record.test_acc)
-    model = load_teacher(path, teacher_variant.recipe.model, ctx.runtime, verify=given is None)
+    source = TeacherFile(path, f"variant {teacher_variant.name!r} of {teacher_spec.path}", given_by, given is None)
+    model = load_teacher(source, teacher_variant.recipe.model, ctx.runtime)
     info.update(checkpoint=str(path), folded_batchnorm=True)
     return model, info
 

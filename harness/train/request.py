@@ -28,6 +28,7 @@ from harness.common.errors import HarnessError, RunError
 from harness.data.cifar10 import SPLIT_SIZES, Cifar10, Splits, load_cifar10, make_splits
 from harness.results.identity import Identity
 from harness.spec import TEST_SELECTION, Phase, Recipe, Spec, Variant, resolve_protocol, with_protocol
+from harness.spec.sections import NAME_MAX, shorten
 from harness.train import checkpoint
 
 SHORT_FRACTION = 0.1  # short: a tenth of the epochs on all the data
@@ -294,4 +295,27 @@ def prepare(spec: Spec, variant_name: str, options: RunOptions, results: Path) -
     identity = identify(spec, variant, options, budget, data.sha256, device.type)
     runtime = Runtime.for_device(device, identity.precision, identity.channels_last, identity.deterministic)
     splits = make_splits(data, recipe, budget)
-    return RunContext(spec, variant, recipe, options, budget, data, splits, identity, runtime, results)
+    context = RunContext(spec, variant, recipe, options, budget, data, splits, identity, runtime, results)
+    check_file_names(context)
+    return context
+
+
+NAME_MAX_BYTES = 255  # one file or folder name on ext4, XFS, APFS and NTFS
+TEMPORARY_EXTRA = len("..XXXXXXXX.tmp")
+
+
+def check_file_names(ctx: RunContext) -> None:
+    """Raise RunError before anything is written if a file the run writes would have too long a name: a spec
+    checks its own names (spec.sections.NAME_MAX), but a protocol file's name can still make one."""
+    # each file is first written under a temporary name 14 bytes longer (common/files.py: `.NAME.XXXXXXXX.tmp`)
+    for path in (ctx.record_path, ctx.checkpoint_dir / "epoch-0000.pt.sha256"):
+        for part in path.relative_to(ctx.results).parts:
+            if len(part.encode()) + TEMPORARY_EXTRA <= NAME_MAX_BYTES:
+                continue
+            names = {"report": ctx.spec.name, "variant": ctx.variant.name, "protocol": ctx.identity.protocol}
+            what = max((n for n in names if names[n] in part), key=lambda n: len(names[n]), default="variant")
+            raise RunError(
+                f"{ctx.spec.name}/{shorten(ctx.variant.name)}: a file of this run would be named "
+                f"{shorten(part, 40)!r} ({len(part.encode())} bytes, {TEMPORARY_EXTRA} more while it is written), more than "
+                f"the {NAME_MAX_BYTES} bytes a file name can have: shorten the {what} name ({len(names[what])} characters; at most {NAME_MAX})"
+            )

@@ -15,9 +15,9 @@ import pytest
 from markdown_it import MarkdownIt
 
 from harness.cli import main
-from tests.conftest import REPO, SPECS_DIR
+from tests.conftest import RECORDED_RECORD, resnet10_as_recorded
 
-RECORD = REPO / "results/resnet10/resnet12-grid/full-e70-nall-seed0-95c4031ca9a9.json"
+RECORD = RECORDED_RECORD
 HOSTILE = (
     "x</td><script>alert(1)</script> [link](javascript:alert(1)) <img src=x onerror=alert(1)>\n"
     "| row | **bold** `tick` # h \\textbf{x} $&_^~%{"
@@ -33,7 +33,7 @@ def _toml(text: str) -> str:
 @pytest.fixture(scope="module")
 def hostile_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hostile")
-    spec = (SPECS_DIR / "resnet10.toml").read_text()
+    spec = resnet10_as_recorded()
     spec = re.sub(r'^title = ".*"$', lambda _: f"title = {_toml(HOSTILE)}", spec, count=1, flags=re.MULTILINE)
     spec = spec.replace('authors = ["Arushi Arora"', f'authors = [{_toml(HOSTILE)}', 1)
     spec = re.sub(

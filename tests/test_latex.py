@@ -18,10 +18,9 @@ import pytest
 from PIL import Image
 
 from harness.cli import main
-from tests.conftest import REPO, SPECS_DIR
+from tests.conftest import RECORDED, RECORDED_RECORD, resnet10_as_recorded
 
-SHIPPED = REPO / "results"
-RECORD = SHIPPED / "resnet10/resnet12-grid/full-e70-nall-seed0-95c4031ca9a9.json"  # the committed 70-epoch run
+RECORD = RECORDED_RECORD  # a real 70-epoch run, with the spec it ran under (recorded_spec)
 TOOLS = ("pdflatex", "bibtex", "pdftoppm", "pdftotext")  # Debian: texlive-latex-*, poppler-utils
 NEEDS_LATEX = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in TOOLS) and os.environ.get("HARNESS_REQUIRE_LATEX") != "1",
@@ -87,8 +86,8 @@ def _flat(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _report(SPECS_DIR / "resnet10.toml", SHIPPED, tmp_path_factory.mktemp("studies"))
+def study(tmp_path_factory: pytest.TempPathFactory, recorded_spec: Path) -> Path:
+    return _report(recorded_spec, RECORDED, tmp_path_factory.mktemp("studies"))
 
 
 @NEEDS_LATEX
@@ -106,7 +105,7 @@ def test_the_study_compiles_in_a_minimal_article_and_its_table_fits_the_page(stu
 
 @NEEDS_LATEX
 def test_special_characters_in_every_field_print_as_written(tmp_path: Path) -> None:
-    spec = (SPECS_DIR / "resnet10.toml").read_text()
+    spec = resnet10_as_recorded()
     edits = (  # TOML literal strings: the backslashes are the text's own
         (r'(?m)^title = "(.*)"$', lambda m: f"title = '{HOSTILE} {m[1]}'"),
         (r"(?m)^authors = \[.*\]$", lambda m: f"authors = [{AUTHORS}]"),
@@ -118,7 +117,7 @@ def test_special_characters_in_every_field_print_as_written(tmp_path: Path) -> N
     (tmp_path / "resnet10.toml").write_text(spec, encoding="utf-8")
     record = json.loads(RECORD.read_text())
     record["data"]["source"] = f"cifar10 {HOSTILE}"  # a record's field reaches the caption
-    copy = tmp_path / "results" / RECORD.relative_to(SHIPPED)
+    copy = tmp_path / "results" / RECORD.relative_to(RECORDED)
     copy.parent.mkdir(parents=True)
     copy.write_text(json.dumps(record))
     spec_file = tmp_path / "resnet10.toml"

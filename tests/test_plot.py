@@ -27,9 +27,9 @@ from harness.results.plot import (
 )
 from harness.results.record import Record
 from harness.spec import load_specs
-from tests.conftest import REPO, SPECS_DIR
+from tests.conftest import RECORDED, RECORDED_RECORD, SPECS_DIR
 
-RECORD = REPO / "results/resnet10/resnet12-grid/full-e70-nall-seed0-95c4031ca9a9.json"  # full budget, JPEG copy
+RECORD = RECORDED_RECORD  # a real run at the full budget on the JPEG copy, with the spec it ran under
 JPEG = "cifar10-jpeg.tar.gz (JPEG image folders) (not the official CIFAR-10 pixels)"  # its data label
 PAGE_PX = 520  # the study page's widest image
 
@@ -208,12 +208,14 @@ def test_a_full_budget_run_off_the_official_pixels_is_never_on_the_cifar10_axes(
     assert "not the official CIFAR-10 figure" in caption
 
 
-def test_the_committed_jpeg_run_is_drawn_apart_from_the_leaderboard_it_makes(monkeypatch, tmp_path: Path) -> None:
+def test_the_recorded_jpeg_run_is_drawn_apart_from_the_leaderboard_it_makes(
+    monkeypatch, recorded_spec: Path, tmp_path: Path
+) -> None:
     import harness.results.table as table
 
     # sizes without building ten networks: the result columns are the real ones
     monkeypatch.setattr(table, "size_columns", lambda spec, name: {"params": 200_000, "role": spec.role(name)})
-    specs, _ = load_specs([SPECS_DIR / "resnet10.toml"])
+    specs, _ = load_specs([recorded_spec])
     record = Record.from_json(json.loads(RECORD.read_text()))
     board = table.rows(specs, [record], latency="none")
     (ran,) = [r for r in board if r["test_acc_mean"] is not None]
@@ -362,12 +364,14 @@ def test_a_single_test_monitor_point_is_drawn_and_named() -> None:
     assert [(h.get_linestyle(), h.get_marker()) for h in legend.legend_handles] == styles
 
 
-def test_plot_prints_what_it_wrote_and_notes_what_it_left_out(capsys, monkeypatch, tmp_path: Path) -> None:
+def test_plot_prints_what_it_wrote_and_notes_what_it_left_out(
+    capsys, monkeypatch, recorded_spec: Path, tmp_path: Path
+) -> None:
     import harness.results.table as table
 
     monkeypatch.setattr(table, "size_columns", lambda spec, name: {"params": 200_000, "role": spec.role(name)})
     out = tmp_path / "plots"
-    args = ["plot", "--specs", str(SPECS_DIR / "resnet10.toml"), "--results", str(REPO / "results")]
+    args = ["plot", "--specs", str(recorded_spec), "--results", str(RECORDED)]
     assert main([*args, "--out", str(out), "--no-latency"]) == 0
     printed, err = capsys.readouterr()
     names = ["pareto_params.png", "curves_resnet10_resnet12-grid_full-e70-nall.png"]

@@ -21,10 +21,10 @@ from harness.arguments import build_parser
 from harness.cli import COMMANDS, main
 from harness.results.record import Record
 from harness.results.target import time_to_target
-from tests.conftest import REPO, SPECS_DIR
+from tests.conftest import RECORDED, RECORDED_RECORD, REPO, SPECS_DIR
 
 SHIPPED = REPO / "results"
-RECORD = SHIPPED / "resnet10/resnet12-grid/full-e70-nall-seed0-95c4031ca9a9.json"  # the committed 70-epoch run
+RECORD = RECORDED_RECORD  # a real 70-epoch run, with the spec it ran under (recorded_spec)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NEEDS_CHROMIUM = pytest.mark.skipif(
     CHROMIUM is None and os.environ.get("HARNESS_REQUIRE_CHROMIUM") != "1",
@@ -33,9 +33,9 @@ NEEDS_CHROMIUM = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def study(tmp_path_factory: pytest.TempPathFactory, recorded_spec: Path) -> Path:
     out = tmp_path_factory.mktemp("studies")
-    args = ["report", str(SPECS_DIR / "resnet10.toml"), "--results", str(SHIPPED), "--out", str(out), "--no-latency"]
+    args = ["report", str(recorded_spec), "--results", str(RECORDED), "--out", str(out), "--no-latency"]
     assert main(args) == 0
     return out / "resnet10"
 
@@ -180,7 +180,7 @@ def test_time_to_target_reads_validation_never_test() -> None:
     assert not missed["reached"] and missed["best_val"] == 90.0 and missed["best_epoch"] == 3
 
 
-def test_the_committed_run_never_reached_its_claim_on_validation() -> None:
+def test_the_recorded_run_never_reached_its_claim_on_validation() -> None:
     history = Record.from_json(json.loads(RECORD.read_text())).history
     best = max(h["val_acc"] for h in history)
     found = time_to_target(history, 89.03)
@@ -191,8 +191,10 @@ def test_the_committed_run_never_reached_its_claim_on_validation() -> None:
     assert reached["epoch"] == first + 1 and reached["device_hours"] == pytest.approx(hours)
 
 
-def test_the_table_json_has_time_to_target_and_speed_conditions(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["table", "--specs", str(SPECS_DIR / "resnet10.toml"), "--results", str(SHIPPED), "--format", "json"]
+def test_the_table_json_has_time_to_target_and_speed_conditions(
+    recorded_spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["table", "--specs", str(recorded_spec), "--results", str(RECORDED), "--format", "json"]
     assert main([*args, "--no-latency"]) == 0
     row = next(r for r in json.loads(capsys.readouterr().out) if r["variant"] == "resnet12-grid")
     assert row["target_val_acc"] == 89.03 and row["target_reached"] == "0/1" and row["target_epoch"] is None
@@ -244,7 +246,7 @@ def test_the_page_reads_at_a_laptops_width_links_each_row_and_shows_only_runs(st
     rows that have runs (those of the variants with a record in results/); each row links to its report's
     code and study."""
     page = study / "study.html"
-    ran = {p.parent.name for p in SHIPPED.joinpath("resnet10").glob("*/*.json")}
+    ran = {p.parent.name for p in RECORDED.joinpath("resnet10").glob("*/*.json")}
     dom = _chromium(page, tmp_path, "--dump-dom", "--window-size=1280,800", f"{page.as_uri()}#only-run").stdout
     assert 'data-overflow-x="false"' in dom
     assert f'data-leaderboard-shown="{len(ran)}"' in dom and 'class="only-run"' in dom

@@ -3,6 +3,7 @@ as stale by the table, and its headline figures the ones its own history gives."
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 
@@ -20,8 +21,12 @@ SHIPPED, PROBLEMS = load_records(REPO / "results")
 CURRENT = {(s.name, name): v.spec_hash for s in SPECS.values() for name, v in s.variants.items()}
 
 
-def test_every_shipped_file_is_a_readable_record() -> None:
-    assert not PROBLEMS and len(SHIPPED) >= 1
+def test_every_shipped_file_is_a_readable_record_listed_with_its_provenance() -> None:
+    """results/README.md's table lists every record file in results/ (how it was made, at which commit), and
+    no file that is not there."""
+    listed = set(re.findall(r"(?m)^\| `([^`]+\.json)` \|", (REPO / "results" / "README.md").read_text()))
+    on_disk = {p.relative_to(REPO / "results").as_posix() for p in (REPO / "results").rglob("*.json")}
+    assert not PROBLEMS and listed == on_disk and len(SHIPPED) == len(on_disk)
 
 
 def _model_of(record: Record) -> object:

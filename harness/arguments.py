@@ -51,6 +51,30 @@ _gpus = _whole_number(0, 64)
 _cpus = _whole_number(1, 4096)
 _minutes = _whole_number(1, 525_600)  # a year
 _retries = _whole_number(0, 100)
+
+
+def _points(text: str) -> float:
+    """An argparse type: a positive, finite number of percentage points, else one line saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number of points above 0 and at most 100, got {text!r}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    """An argparse type: a false-verdict rate above 0 and below 0.5, else one line saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 0.5:
+        raise argparse.ArgumentTypeError(f"expected a rate above 0 and below 0.5 (e.g. 0.05), got {text!r}")
+    return value
+
+
 _THREADS_HELP = "CPU threads to compute with (default: $OMP_NUM_THREADS, else the cores other processes leave free)"
 
 
@@ -145,7 +169,7 @@ def build_parser(handlers: dict[str, Callable[[argparse.Namespace], int]]) -> ar
 
 
 def _spec_commands(commands: Any, handlers: dict[str, Callable[[argparse.Namespace], int]]) -> None:
-    """check, measure, audit: what the specs say."""
+    """check, measure, audit, plan: what the specs say (plan: and what settling their claims costs)."""
     check = commands.add_parser("check", help="validate specs; exit 0 if all are valid, 2 otherwise")
     check.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
     check.set_defaults(func=handlers["check"])
@@ -162,6 +186,27 @@ def _spec_commands(commands: Any, handlers: dict[str, Callable[[argparse.Namespa
     audit.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
     audit.add_argument("--variant", help="only this variant")
     audit.set_defaults(func=handlers["audit"])
+
+    plan = commands.add_parser("plan", help="device-hours and seeds a decisive verdict on each claim needs")
+    plan.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
+    plan.add_argument("--variants", default="all", help="all (default) or a comma-separated list of variant names")
+    plan.add_argument(
+        "--device",
+        default="h100",
+        help="a GPU of harness/measure/gpu_rates.json (measured) or of the datasheet peaks: h100 (default), "
+        "h200, a100, l4, t4",
+    )
+    plan.add_argument(
+        "--gap", type=_points, default=1.0, help="points between claim and mean the seeds must detect (default 1.0)"
+    )
+    plan.add_argument(
+        "--results",
+        type=Path,
+        action="append",
+        help=f"a folder of result records whose seeds give the spread; repeat for several (default: {SHIPPED_RESULTS}/)",
+    )
+    plan.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    plan.set_defaults(func=handlers["plan"])
 
 
 def _training_commands(commands: Any, handlers: dict[str, Callable[[argparse.Namespace], int]]) -> None:
@@ -223,6 +268,23 @@ def _training_commands(commands: Any, handlers: dict[str, Callable[[argparse.Nam
     )
     sweep.add_argument("--retries", type=_retries, default=1, help="resubmissions of a failed run (default 1)")
     sweep.add_argument("--logs", type=_output_dir, help="submitit's job folder (default: RESULTS/sweep-logs)")
+    sweep.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="seeds in rounds until the sequential test decides every claim (README: harness sweep --until-decided)",
+    )
+    sweep.add_argument(
+        "--max-seeds", type=_count, help="with --until-decided: the most seeds of a variant (default 10)"
+    )
+    sweep.add_argument(
+        "--alpha", type=_alpha, help="with --until-decided: each false verdict's rate over all looks (default 0.05)"
+    )
+    sweep.add_argument(
+        "--target",
+        type=_points,
+        metavar="PCT",
+        help="with --until-decided: judge 'mean test accuracy at least PCT%%' at this budget instead of the claims",
+    )
     sweep.set_defaults(func=handlers["sweep"])
 
     speed = commands.add_parser("speed", help="training throughput against the bare model and a naive loop")

@@ -158,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.common.console import note
     from harness.common.device import default_threads
+    from harness.rounds import run_rounds, until_decided
     from harness.sweep import (
         Pace,
         SweepRequest,
@@ -190,11 +191,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     protocols = ("own", "common") if args.protocol == "both" else (args.protocol,)
     logs = args.logs or args.results / "sweep-logs"
     request = SweepRequest(args.variants, args.seeds, protocols, args.results, args.executor, logs, slurm, pace)
-    tasks, done = prepare(specs, request, RunOptions.from_arguments(args, resume=True, protocol="own"))
+    base = RunOptions.from_arguments(args, resume=True, protocol="own")
+    rounds = until_decided(args, specs, request, base)  # None without --until-decided; refusals come first
+    tasks, done = prepare(specs, request, base) if rounds is None else ([], {})
     if defaulted:
         note(defaulted)
     note(
         f"sweep: {len(tasks)} runs ({len(done)} already complete), {args.executor} executor, {args.parallel} at a time; job logs in {logs}"
+        if rounds is None
+        else f"sweep: seeds in rounds until decided ({rounds.design.name}, alpha {rounds.design.alpha:g}); job logs in {logs}"
     )
     shown = [""]
 
@@ -209,6 +214,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if rounds is not None:
+            return run_rounds(rounds, make_executor(args.executor, logs, args.parallel, slurm), progress, print)
         slots = execute(tasks, done, make_executor(args.executor, logs, args.parallel, slurm), pace, progress)
     except SweepStopped as stopped:
         jobs = sorted({str(s.job.job_id).split("_")[0] for s in stopped.running})
@@ -297,6 +304,27 @@ def cmd_table(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.common.defaults import SHIPPED_RESULTS
+    from harness.plan import PlanRequest, plan, render_plan
+    from harness.results.record import load_records
+
+    specs = _load(args.specs)
+    if not specs:
+        raise UsageError("no report specs among the given files")
+    records = []
+    for folder in args.results or [Path(SHIPPED_RESULTS)]:
+        if args.results and not folder.is_dir():  # a typo must not read as "no measured spread"
+            raise UsageError(f"--results: expected a folder of result records, got {str(folder)!r}")
+        found, trouble = load_records(folder)
+        records += found
+        for problem in trouble:
+            print(f"harness: warning: {problem}", file=sys.stderr)
+    result = plan(specs, records, PlanRequest(args.variants, args.device, args.gap))
+    print(json_text(result) if args.format == "json" else render_plan(result))
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from harness.results.audit import audit_text
 
@@ -379,6 +407,7 @@ COMMANDS = {
     "speed": cmd_speed,
     "table": cmd_table,
     "audit": cmd_audit,
+    "plan": cmd_plan,
     "eval": cmd_eval,
     "plot": cmd_plot,
     "report": cmd_report,

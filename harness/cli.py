@@ -305,21 +305,12 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.common.defaults import SHIPPED_RESULTS
-    from harness.plan import PlanRequest, plan, render_plan
-    from harness.results.record import load_records
+    from harness.plan import PlanRequest, plan, read_records, render_plan
 
     specs = _load(args.specs)
     if not specs:
         raise UsageError("no report specs among the given files")
-    records = []
-    for folder in args.results or [Path(SHIPPED_RESULTS)]:
-        if args.results and not folder.is_dir():  # a typo must not read as "no measured spread"
-            raise UsageError(f"--results: expected a folder of result records, got {str(folder)!r}")
-        found, trouble = load_records(folder)
-        records += found
-        for problem in trouble:
-            print(f"harness: warning: {problem}", file=sys.stderr)
+    records = read_records(args.results, lambda problem: print(f"harness: warning: {problem}", file=sys.stderr))
     result = plan(specs, records, PlanRequest(args.variants, args.device, args.gap))
     print(json_text(result) if args.format == "json" else render_plan(result))
     return EXIT_OK

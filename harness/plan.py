@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,3 +369,19 @@ def _notes(result: dict[str, Any]) -> Iterable[str]:
         "Totals: each variant runs the most seeds any of its claims needs (one run judges all of its claims), "
         "each teacher the most any of its students needs."
     )
+
+
+def read_records(folders: list[Path] | None, warn: Callable[[str], None]) -> list[Record]:
+    """The records whose seeds give the spread: --results folders (default: the shipped results/)."""
+    from harness.common.defaults import SHIPPED_RESULTS
+    from harness.results.record import load_records
+
+    records: list[Record] = []
+    for folder in folders or [Path(SHIPPED_RESULTS)]:
+        if folders and not folder.is_dir():  # a typo must not read as "no measured spread"
+            raise PlanError(f"--results: expected a folder of result records, got {str(folder)!r}")
+        found, trouble = load_records(folder)
+        records += found
+        for problem in trouble:
+            warn(problem)
+    return records

@@ -36,6 +36,12 @@ def _harness(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness.cli", *args]
 
 
+# The harness leaves a signal ignored if it was started so (nohup, a background job: the suite itself may run
+# that way); the user's shell starts it with SIGINT handled, as this does.
+SIGINT_HANDLED = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+SIGINT_HANDLED += "from harness.cli import main; sys.exit(main())"
+
+
 def _wait_for(found, what: str, process: subprocess.Popen, timeout: float = 600.0):
     """Poll until `found()` gives something; fail if the process ends first or the (generous) timeout passes."""
     deadline = time.monotonic() + timeout
@@ -65,7 +71,8 @@ def test_a_signal_stops_a_run_with_its_epoch_and_the_resume_command(
         "--subset", "256", "--data", str(jpeg_archive), "--results", str(results), "--threads", "1", "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(_harness(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    command = [sys.executable, "-c", SIGINT_HANDLED, *argv]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     checkpoints = results / "checkpoints" / "resnet10" / "resnet12-grid"
     _wait_for(lambda: list(checkpoints.glob("*/epoch-0000.pt")), "its first checkpoint", process)
     process.send_signal(signum)

@@ -7,6 +7,7 @@ everything else a GPU run does differently is a setting of `Runtime`, and each i
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from pathlib import Path
 
@@ -119,13 +120,15 @@ def test_a_fused_sgd_step_equals_the_unfused_one() -> None:
 
 
 def test_bf16_autocast_on_the_cpu_learns_like_fp32(jpeg_archive: Path, tmp_path: Path) -> None:
-    # The band: within 10 points of fp32 after 3 epochs on 2,048 images (about 20% here), both above chance
-    # (10%; 15% is 7 standard errors above it on 2,048 test images).
+    # The band: within 10 points of fp32 after 3 epochs on 2,048 images (15-23% here), both above chance by
+    # 4 standard errors of a guesser's accuracy on the test images (10% + 2.65 points on 2,048): a recipe
+    # change moves these figures, so the floor is chance's, not a figure a run once gave.
     options = RunOptions(profile="smoke", epochs=3, subset=2048, data=str(jpeg_archive), device="cpu")
     fp32 = run(R10, "resnet12-grid", options, tmp_path, Silent())
     bf16 = run(R10, "resnet12-grid", dataclasses.replace(options, precision="bf16"), tmp_path, Silent())
     assert bf16.device["autocast"] == "bfloat16" and fp32.device["autocast"] is None
-    assert min(fp32.test_acc, bf16.test_acc) > 15 and abs(fp32.test_acc - bf16.test_acc) < 10
+    chance = 10 + 4 * 100 * math.sqrt(0.1 * 0.9 / fp32.budget["test_images"])
+    assert min(fp32.test_acc, bf16.test_acc) > chance and abs(fp32.test_acc - bf16.test_acc) < 10
 
 
 def test_pinned_copies_on_the_cpu_give_the_same_batches() -> None:

@@ -155,6 +155,7 @@ def test_task_label() -> None:
 def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them(
     jpeg_archive: Path, tmp_path: Path
 ) -> None:
+    import fcntl
     import signal
     import subprocess
     import sys
@@ -192,7 +193,10 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
     assert sweep.returncode == 130 and "stopped 1 runs; their checkpoints keep the work" in err, err
     time.sleep(1)
     assert not _pids_of(str(results / "sweep-logs")), "a run outlived its sweep"
-    assert list(results.glob("checkpoints/**/epoch-*.pt")) and not list(results.glob("**/run.lock"))
+    assert list(results.glob("checkpoints/**/epoch-*.pt"))
+    for lock in results.glob("**/run.lock"):  # an flock: a file left behind is free once its process is gone
+        with open(lock) as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if the stopped run still held it
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0 and "1 complete, 0 skipped" in again.stdout, again.stderr
     log = "\n".join(p.read_text() for p in (results / "sweep-logs").glob("*.out"))

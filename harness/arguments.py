@@ -209,6 +209,27 @@ def _spec_commands(commands: Any, handlers: dict[str, Callable[[argparse.Namespa
     plan.set_defaults(func=handlers["plan"])
 
 
+def _until_decided_arguments(sweep: argparse.ArgumentParser) -> None:
+    """`harness sweep --until-decided` and its options (harness/rounds.py)."""
+    sweep.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="seeds in rounds until the sequential test decides every claim (README: harness sweep --until-decided)",
+    )
+    sweep.add_argument(
+        "--max-seeds", type=_count, help="with --until-decided: the most seeds of a variant (default 10)"
+    )
+    sweep.add_argument(
+        "--alpha", type=_alpha, help="with --until-decided: each false verdict's rate over all looks (default 0.05)"
+    )
+    sweep.add_argument(
+        "--target",
+        type=_points,
+        metavar="PCT",
+        help="with --until-decided: judge 'mean test accuracy at least PCT%%' at this budget instead of the claims",
+    )
+
+
 def _training_commands(commands: Any, handlers: dict[str, Callable[[argparse.Namespace], int]]) -> None:
     """run, sweep, speed: training."""
     run = commands.add_parser("run", help="train and evaluate one variant; writes a result record")
@@ -268,23 +289,7 @@ def _training_commands(commands: Any, handlers: dict[str, Callable[[argparse.Nam
     )
     sweep.add_argument("--retries", type=_retries, default=1, help="resubmissions of a failed run (default 1)")
     sweep.add_argument("--logs", type=_output_dir, help="submitit's job folder (default: RESULTS/sweep-logs)")
-    sweep.add_argument(
-        "--until-decided",
-        action="store_true",
-        help="seeds in rounds until the sequential test decides every claim (README: harness sweep --until-decided)",
-    )
-    sweep.add_argument(
-        "--max-seeds", type=_count, help="with --until-decided: the most seeds of a variant (default 10)"
-    )
-    sweep.add_argument(
-        "--alpha", type=_alpha, help="with --until-decided: each false verdict's rate over all looks (default 0.05)"
-    )
-    sweep.add_argument(
-        "--target",
-        type=_points,
-        metavar="PCT",
-        help="with --until-decided: judge 'mean test accuracy at least PCT%%' at this budget instead of the claims",
-    )
+    _until_decided_arguments(sweep)
     sweep.set_defaults(func=handlers["sweep"])
 
     speed = commands.add_parser("speed", help="training throughput against the bare model and a naive loop")

@@ -141,12 +141,10 @@ def flops_per_image(spec: Spec, variant: Variant) -> float:
 def variant_cost(spec: Spec, variant: Variant, device: Device) -> Cost:
     """compute.gpu_estimate at the device's rate: the recipe's FLOPs, never under GPU_STEP_FLOOR_S a step."""
     flops = flops_per_image(spec, variant)
-    rate, label = device_rate(device, f"{spec.name}/{variant.name}", flops)
-    train = variant.recipe.train
-    images = train.epochs * variant.recipe.data.train_size
-    steps = train.epochs * -(-variant.recipe.data.train_size // train.batch_size)
-    by_flops, floor = images * flops / rate.flops_per_s, steps * GPU_STEP_FLOOR_S
-    return Cost(max(by_flops, floor) / 3600, floor > by_flops, flops, label, rate.basis)
+    key = f"{spec.name}/{variant.name}"
+    rate, label = device_rate(device, key, flops)
+    estimate = compute.gpu_estimate(variant.recipe, key, flops, rate)
+    return Cost(estimate["hours_gpu"], estimate["floor_bound"], flops, label, rate.basis)
 
 
 def trained_teacher(spec: Spec, variant: Variant) -> tuple[Spec, Variant] | None:

@@ -99,13 +99,13 @@ def full_recipe_estimate(recipe: Any, key: str, flops_per_image: float, images_p
     return {**gpu_estimate(recipe, key, flops_per_image), "hours_here": total_images / images_per_s / 3600}
 
 
-def gpu_estimate(recipe: Any, key: str, flops_per_image: float) -> dict[str, Any]:
-    """Hours for the spec's full recipe on a GPU: its FLOPs at the GPU's rate (see `gpu_rate`; the
+def gpu_estimate(recipe: Any, key: str, flops_per_image: float, rate: GpuRate | None = None) -> dict[str, Any]:
+    """Hours for the spec's full recipe on a GPU: its FLOPs at the GPU's rate (`rate`, else `gpu_rate`'s; the
     teacher's forward included in `flops_per_image`), and never less than GPU_STEP_FLOOR_S a step."""
     train_images = recipe.data.train_size
     total_images = recipe.train.epochs * train_images
     steps = recipe.train.epochs * -(-train_images // recipe.train.batch_size)
-    gpu = gpu_rate(key, flops_per_image)
+    gpu = rate or gpu_rate(key, flops_per_image)
     by_flops = total_images * flops_per_image / gpu.flops_per_s
     floor = steps * GPU_STEP_FLOOR_S
     basis = gpu.basis

@@ -24,6 +24,7 @@ from harness.data.cifar10 import load_cifar10
 from harness.results.record import Record
 from harness.results.sequential import INCONCLUSIVE, Decision, Design, decide, design
 from harness.results.stats import tolerance
+from harness.results.validate import refusal
 from harness.results.verdict import cohorts, rule_figure
 from harness.spec import Spec
 from harness.sweep import SweepRequest, execute, finished, plan, prepare, run_device_type
@@ -185,7 +186,11 @@ def _look(variant: Tracked, paths: list[str | None], d: Design, is_target: bool)
     """The look after len(paths) seeds: each open question decided or left open; the variant stops when
     none is open, at max_seeds, or when a seed has no finished record (its run failed or diverged)."""
     n = len(paths)
-    records = [Record.from_json(json.loads(Path(p).read_text(encoding="utf-8")), read_from=p) for p in paths if p]
+    records = []
+    for path in filter(None, paths):
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if refusal(data) is None:  # as load_records: a figure no run produces is never pooled
+            records.append(Record.from_json(data, read_from=path))
     found = cohorts(records)  # the finished, current runs, as the table pools them: one cohort, a run per seed
     runs = found[0] if len(found) == 1 else None
     variant.seeds = n

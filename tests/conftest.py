@@ -121,6 +121,18 @@ def narrow_dmsresnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def counted_sizes() -> None:
+    """Every shipped variant's parameters and MACs counted once into the session's cache, as a user's first
+    table does: tests of many whole tables then read them (a first table counts for 30 s on a busy CPU)."""
+    from harness.measure.size import size_of
+    from harness.spec import load_spec
+
+    for path in SPEC_FILES + REFERENCE_FILES:
+        for variant in load_spec(path).variants.values():
+            size_of(variant.recipe.model)
+
+
+@pytest.fixture(scope="session")
 def jpeg_archive() -> Path:
     """The real-image CIFAR-10 copy beside the project, decoded once per session into a private cache."""
     assert JPEG_ARCHIVE.exists(), f"the tests need {JPEG_ARCHIVE} (see ../shared/README.md)"

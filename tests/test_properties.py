@@ -245,7 +245,9 @@ def mutated_argv(draw: st.DrawFn) -> list[str]:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(argv=mutated_argv())
-def test_mutated_argument_lists_are_accepted_or_refused_in_one_line(argv: list[str], monkeypatch, capsys) -> None:
+def test_mutated_argument_lists_are_accepted_or_refused_in_one_line(
+    argv: list[str], monkeypatch, capsys, counted_sizes: None
+) -> None:
     from tests.conftest import REPO
 
     monkeypatch.chdir(REPO)

@@ -81,7 +81,7 @@ def test_every_readme_command_parses_and_names_real_files(command: str) -> None:
         load_spec(REPO / args.spec).variant(args.variant)  # raises for a variant the spec lacks
 
 
-def test_the_quick_readme_commands_run_as_written(jpeg_archive: Path, tmp_path: Path) -> None:
+def test_the_quick_readme_commands_run_as_written(jpeg_archive: Path, tmp_path: Path, counted_sizes: None) -> None:
     # A scratch folder in place of a fresh clone: the shipped specs and records (read only), and runs/ and
     # plots/ written where a user's would be. In order, as a reader would type them.
     for name in ("reproductions", "results"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,18 @@ def test_a_fused_sgd_step_equals_the_unfused_one() -> None:
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_bf16_autocast_on_the_cpu_learns_like_fp32(jpeg_archive: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """PyTorch on one thread for the test. The bf16 CPU kernels open many short parallel regions, and under the
+    suite's OMP_WAIT_POLICY=PASSIVE each wakes a sleeping thread: beside a busy process a 3-epoch bf16 run took
+    150 s on two threads and 12 s on one (2026-12-06)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_bf16_autocast_on_the_cpu_learns_like_fp32(jpeg_archive: Path, tmp_path: Path, one_thread: None) -> None:
     # The band: within 10 points of fp32 after 3 epochs on 2,048 images (15-23% here), both above chance by
     # 4 standard errors of a guesser's accuracy on the test images (10% + 2.65 points on 2,048): a recipe
     # change moves these figures, so the floor is chance's, not a figure a run once gave.

@@ -166,7 +166,7 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
     results = tmp_path / "results"
     argv = [
         sys.executable, "-m", "harness.cli", "sweep", str(SPECS_DIR / "resnet10.toml"), "--variants", "resnet12-grid",
-        "--profile", "smoke", "--subset", "1024", "--epochs", "6", "--data", str(jpeg_archive),
+        "--profile", "smoke", "--subset", "64", "--epochs", "3", "--data", str(jpeg_archive),
         "--results", str(results), "--executor", "local",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -177,7 +177,7 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
         time.sleep(0.02)
     # The run is frozen (SIGSTOP) before the sweep is told to stop and thawed once the SIGINT the sweep sends
     # it (through submitit's controller) is pending, so that the stop always lands mid-run: unfrozen, a run
-    # on a fast or idle machine could finish its 6 epochs first, and nothing would have been stopped.
+    # on a fast or idle machine could finish its 3 epochs first, and nothing would have been stopped.
     (run_pid,) = _pids_of(str(results / "sweep-logs"), "submitit.core._submit")
     try:
         os.kill(run_pid, signal.SIGSTOP)
@@ -202,7 +202,7 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
     log = "\n".join(p.read_text() for p in (results / "sweep-logs").glob("*.out"))
     assert "resuming resnet10/resnet12-grid after epoch" in log
     (record,) = results.glob("resnet10/resnet12-grid/*.json")
-    assert len(json.loads(record.read_text())["history"]) == 6
+    assert len(json.loads(record.read_text())["history"]) == 3
 
 
 def _pids_of(*words: str) -> list[int]:

@@ -118,15 +118,29 @@ def _flat(data: object, prefix: str = "") -> dict[str, object]:
     return {prefix.rstrip("."): data}
 
 
+SMOKE = {"profile": "smoke", "subset": 64, "device": "cpu"}  # the budget of smoke_runs
+
+
+@pytest.fixture(scope="session")
+def smoke_teachers(jpeg_archive: Path, smoke_runs: Path) -> None:
+    """Every distillation teacher of the shipped specs trained once into smoke_runs, before the tests: its own
+    test and each student's then find it complete (trained inside a student's test, it took 46 s of that test's 77)."""
+    specs, _ = load_specs(SPEC_FILES + REFERENCE_FILES)
+    linked = [spec.teacher_of(v) for spec in specs for v in spec.variants.values()]
+    teachers = {(str(t[0].path), t[1].name): t for t in linked if t is not None}
+    for teacher_spec, teacher in teachers.values():
+        run(teacher_spec, teacher.name, RunOptions(**SMOKE, data=str(jpeg_archive)), smoke_runs, Silent())
+
+
 @pytest.mark.parametrize(("spec_file", "variant"), _variants(), ids=[f"{Path(s).stem}/{v}" for s, v in _variants()])
 def test_every_variant_runs_what_its_spec_says_and_records_it(
-    jpeg_archive: Path, smoke_runs: Path, spec_file: str, variant: str
+    jpeg_archive: Path, smoke_runs: Path, smoke_teachers: None, spec_file: str, variant: str
 ) -> None:
     # Not whether a 64-image epoch learns (it cannot), but equivalence: the recipe that ran is the spec's,
     # compressed to the budget; the network is the spec's; and the saved model is the one the record
     # scored (rescored from final.pt by `harness eval`, it gives the record's test accuracy).
     spec = load_spec(SPECS_DIR / spec_file)
-    options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
+    options = RunOptions(**SMOKE, data=str(jpeg_archive))
     heard = Heard()
     record = run(spec, variant, options, smoke_runs, heard)
     assert record.status == "complete" and record.is_reproduction is False

@@ -20,8 +20,8 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.common.errors import HarnessError
-from harness.measure import compute
-from harness.measure.compute import GPU_STEP_FLOOR_S, H100_ASSUMED_MFU, GpuRate, gpu_rate
+from harness.measure import gpu
+from harness.measure.gpu import GPU_STEP_FLOOR_S, H100_ASSUMED_MFU, GpuRate, gpu_rate
 from harness.measure.size import size_of
 from harness.results.record import Record
 from harness.results.stats import ALPHA, FIRM_SEEDS, POWER, seeds_needed, tolerance
@@ -67,7 +67,7 @@ class PlanRequest:
     variants: str  # "all" or comma-separated variant names
     device: str  # a DATASHEET_PEAKS name, or the measured device of the rates file
     gap: float  # points between the claim and a mean that the sweep must detect
-    rates_file: Path | None = None  # gpu_rates.json (default: compute.GPU_RATES, read when planning)
+    rates_file: Path | None = None  # gpu_rates.json (default: gpu.GPU_RATES, read when planning)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _short_name(device: str) -> str:
 
 def resolve_device(name: str, rates_file: Path | None = None) -> Device:
     """The device of --device: its measured rate where gpu_rates.json has one, else a datasheet peak."""
-    rates_file = rates_file or compute.GPU_RATES
+    rates_file = rates_file or gpu.GPU_RATES
     measured = _measured(rates_file)
     wanted = name.strip().lower()
     if measured and wanted in (_short_name(measured["device"]), "-".join(measured["device"].lower().split())):
@@ -139,11 +139,11 @@ def flops_per_image(spec: Spec, variant: Variant) -> float:
 
 
 def variant_cost(spec: Spec, variant: Variant, device: Device) -> Cost:
-    """compute.gpu_estimate at the device's rate: the recipe's FLOPs, never under GPU_STEP_FLOOR_S a step."""
+    """gpu.gpu_estimate at the device's rate: the recipe's FLOPs, never under GPU_STEP_FLOOR_S a step."""
     flops = flops_per_image(spec, variant)
     key = f"{spec.name}/{variant.name}"
     rate, label = device_rate(device, key, flops)
-    estimate = compute.gpu_estimate(variant.recipe, key, flops, rate)
+    estimate = gpu.gpu_estimate(variant.recipe, key, flops, rate)
     return Cost(estimate["hours_gpu"], estimate["floor_bound"], flops, label, rate.basis)
 
 

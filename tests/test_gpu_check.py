@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from harness.measure.compute import gpu_rate
+from harness.measure.gpu import gpu_rate
 from tests.conftest import REPO
 
 CHECK = REPO / "tests" / "gpu" / "check.py"

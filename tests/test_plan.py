@@ -26,11 +26,11 @@ CIFAR10_TRAIN = 50_000  # a spec's validation images are held out of these
 @pytest.fixture(autouse=True)
 def no_measured_rate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Every test plans against the datasheet peaks, whatever gpu_rates.json the checkout holds."""
-    from harness.measure import compute
+    from harness.measure import gpu
 
     absent = tmp_path / "no-gpu-rates.json"
-    monkeypatch.setattr(compute, "GPU_RATES", absent)
-    monkeypatch.setattr(compute.gpu_rate, "__defaults__", (absent,))  # harness run's figure, for comparison
+    monkeypatch.setattr(gpu, "GPU_RATES", absent)
+    monkeypatch.setattr(gpu.gpu_rate, "__defaults__", (absent,))  # harness run's figure, for comparison
     return absent
 
 
@@ -78,7 +78,7 @@ def write_records(folder: Path, report: str, variant: str, accs: list[float], **
 
 
 def test_hours_per_seed_are_the_recipes_steps_at_the_devices_rate_never_below_the_floor(capsys) -> None:
-    from harness.measure.compute import gpu_estimate
+    from harness.measure.gpu import gpu_estimate
 
     for device, peak in (("h100", H100_BF16), ("a100", A100_BF16)):
         result = plan_json(capsys, str(SPECS_DIR / "resnet443-se.toml"), "--device", device)

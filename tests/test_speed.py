@@ -81,7 +81,7 @@ def test_both_augmentation_paths_train_and_are_recorded(jpeg_archive: Path, tmp_
 
 
 def test_gpu_estimate_is_labelled_an_assumption_until_a_measured_rate_exists(tmp_path: Path) -> None:
-    from harness.measure.compute import gpu_rate
+    from harness.measure.gpu import gpu_rate
 
     per_image = 2e9
     assumed = gpu_rate("resnet10/resnet10-onecycle", per_image, tmp_path / "absent.json")
@@ -108,10 +108,12 @@ def test_gpu_estimate_is_labelled_an_assumption_until_a_measured_rate_exists(tmp
 def test_the_gpu_estimate_counts_the_teachers_forward_and_a_floor_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
-    from harness.measure import compute as estimate_module
-    from harness.measure.compute import GPU_STEP_FLOOR_S, Estimate, estimate_line, full_recipe_estimate, step_flops
+    from harness.measure.compute import step_flops
+    from harness.measure.gpu import GPU_STEP_FLOOR_S, full_recipe_estimate
     from harness.measure.size import size_of
     from harness.models import build_model
+    from harness.train import estimate as estimate_module
+    from harness.train.estimate import Estimate, estimate_line
 
     spec = load_spec(SPECS_DIR / "dmsresnet.toml")
     student_cfg, teacher_cfg = spec.variant("as-coded").recipe.model, spec.variant("teacher").recipe.model

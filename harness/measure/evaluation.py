@@ -128,7 +128,7 @@ def _images_per_s(model: nn.Module, probe: np.ndarray, transform: Pipeline, runt
 
 
 def _plan(images: int, passes: int, extra: int, rate: float, device: torch.device) -> str:
-    from harness.measure.compute import duration
+    from harness.measure.gpu import duration
 
     what = f"{images:,} test images" + (
         f", clean and under {len(CORRUPTIONS)} corruptions x {len(SEVERITIES)} severities" if passes > 1 else ""

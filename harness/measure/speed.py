@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from harness.common.device import Runtime, device_name
 from harness.data.augment import Pipeline
 from harness.data.cifar10 import TrainingImages
-from harness.measure.compute import full_recipe_estimate, probe_batch, probe_loss, step_flops
+from harness.measure.compute import probe_batch, probe_loss, step_flops
+from harness.measure.gpu import full_recipe_estimate
 from harness.models import build_model, fold_batchnorm
 from harness.spec import Spec
 from harness.train.step import (

@@ -8,7 +8,7 @@ import shlex
 from datetime import UTC, datetime
 from typing import Any
 
-from harness.measure.compute import gpu_estimate
+from harness.measure.gpu import gpu_estimate
 from harness.measure.size import size_of
 from harness.results.identity import budget_text
 from harness.results.record import Record

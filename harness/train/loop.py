@@ -30,10 +30,10 @@ from harness.common.errors import RunError, Stopped
 from harness.common.events import Events
 from harness.data.cifar10 import TrainingImages
 from harness.data.corrupt import CORRUPTIONS, SEVERITIES, corrupted_accuracy
-from harness.measure.compute import estimate_line, estimate_run, teacher_plan
 from harness.results.record import SELECT_RULE, Record, Tested, Trained, find_record, make_record, write_record
 from harness.spec import Spec
 from harness.train import checkpoint
+from harness.train.estimate import estimate_line, estimate_run, teacher_plan
 from harness.train.request import RunContext, RunOptions, given_teacher, prepare
 from harness.train.step import (
     TrainStep,

@@ -139,3 +139,16 @@ def test_latex_escapes_each_field_so_that_it_prints_as_written() -> None:
     assert latex("\\LaTeX", "bibtex-title") == r"{{\textbackslash}LaTeX}"  # one group, not a special character
     assert latex("Smith and Sons, Ltd", "bibtex-name") == "Smith {and} Sons{,} Ltd"  # one author, not two
     assert latex("[x] (y) a--b") == r"{[}x{]} (y) a-{}-b" and latex("(y)", "bibtex") == "{(}y{)}"
+
+
+@NEEDS_LATEX
+def test_a_sequential_verdict_prints_its_alpha(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The study's sequential verdict says α: pdflatex has no glyph for a Unicode α, so the table must spell it."""
+    from tests.conftest import REPO, SPECS_DIR
+    from tests.test_sequential import KD_SEEDS, _kd_table
+
+    monkeypatch.chdir(REPO)
+    _kd_table(tmp_path / "runs", KD_SEEDS, capsys)
+    _report(SPECS_DIR / "dmsresnet.toml", tmp_path / "runs", tmp_path / "studies")
+    text, _ = _compile(tmp_path / "studies" / "dmsresnet", tmp_path / "paper")
+    assert "decided after 5 seeds (sequential, α = 0.05)" in _flat(text)

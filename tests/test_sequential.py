@@ -148,3 +148,87 @@ def test_the_readme_tables_are_what_the_code_prints() -> None:
     assert seq.markdown(seq.expected_seeds_table()) in text
     assert seq.markdown(seq.expected_seeds_table(tol=WIDE)) in text
     assert "Pocock" in text and "python -m harness.results.sequential" in text
+
+
+# The table and the study say after how many seeds the sequential design decided (issue 28, item 2): report
+# 000's headline claim, 96.14% (last epoch; band +-0.005), against five seeds of official full-budget runs.
+KD_CLAIM = 96.14
+KD_SEEDS = [95.24, 96.04, 95.54, 95.64, 95.59]  # by seed 0..4: the one-sided test first crosses at the 5th
+
+
+def _first_crossing(values: list[float]) -> int | None:
+    """scipy's one-sided t-test from the band's lower edge at the design's nominal level, after each seed."""
+    level = seq.design().nominal
+    for n in range(2, len(values) + 1):
+        if sps.ttest_1samp(values[:n], KD_CLAIM - tolerance(0.01), alternative="less").pvalue < level:
+            return n
+    return None
+
+
+def _kd_table(folder: Path, values: list[float], capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:
+    import json
+
+    from harness.cli import main
+    from tests.conftest import SPECS_DIR
+    from tests.records import record_json
+
+    folder.mkdir()
+    for seed in reversed(range(len(values))):  # files and finish times against seed order
+        at = f"2026-12-0{len(values) - seed}T00:00:00+00:00"
+        record = record_json("dmsresnet", "as-coded", seed, values[seed], finished_at=at)
+        (folder / f"{9 - seed}-{record['run_id']}.json").write_text(json.dumps(record))
+    spec = str(SPECS_DIR / "dmsresnet.toml")
+    base = ["table", "--claims", "--specs", spec, "--results", str(folder), "--no-latency"]
+    assert main([*base, "--format", "json"]) == 0
+    claims = json.loads(capsys.readouterr().out)
+    assert main(base) == 0
+    kd = next(c for c in claims if c["claim_id"] == "kd-acc" and c["variant"] == "as-coded")
+    return kd, capsys.readouterr().out
+
+
+def test_the_table_says_after_how_many_seeds_in_seed_order_the_sequential_test_decided(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeds are looked at in seed order, as the sweep adds them: in seed order the test first crosses after 5
+    seeds, in the order the files (or their finish times) give it would after 3."""
+    from tests.conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    assert _first_crossing(KD_SEEDS) == 5 and _first_crossing(KD_SEEDS[::-1]) == 3
+    kd, text = _kd_table(tmp_path / "five", KD_SEEDS, capsys)
+    assert kd["verdict"] == "below claim" and kd["rule_n"] == 5
+    assert kd["sequential"]["outcome"] == "below claim" and kd["sequential"]["seeds"] == 5
+    assert kd["sequential"]["text"] == "below claim: decided after 5 seeds (sequential, α = 0.05)"
+    assert kd["sequential"]["alpha"] == 0.05 and "nominal 0.01098" in kd["sequential"]["boundary"]
+    assert "below after 5" in text and "sequential α 0.05" in text
+    # two seeds: the fixed rule already says something, the sequential test is still open
+    kd, text = _kd_table(tmp_path / "two", KD_SEEDS[:2], capsys)
+    assert _first_crossing(KD_SEEDS[:2]) is None
+    assert kd["sequential"]["text"] == "open after 2 seeds (sequential, α = 0.05)" and "open at 2" in text
+
+
+def test_the_study_says_after_how_many_seeds_the_sequential_test_decided(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.cli import main
+    from tests.conftest import REPO, SPECS_DIR
+
+    monkeypatch.chdir(REPO)
+    _kd_table(tmp_path / "runs", KD_SEEDS, capsys)
+    out = tmp_path / "studies"
+    argv = ["report", str(SPECS_DIR / "dmsresnet.toml"), "--results", str(tmp_path / "runs"), "--out", str(out)]
+    assert main([*argv, "--no-latency"]) == 0
+    for name in ("study.md", "study.html"):
+        assert "below claim: decided after 5 seeds (sequential, α = 0.05)" in (out / "dmsresnet" / name).read_text()
+    tex = (out / "dmsresnet" / "claims.tex").read_text()
+    assert r"below claim: decided after 5 seeds (sequential, \ensuremath{\alpha} = 0.05)" in tex
+
+
+def test_seeds_without_spread_are_decided_not_an_error() -> None:
+    """Two seeds with the same figure (a tie is common at a small budget): t is infinite, and the look decides
+    by the side of the band the mean lies on (it raised ZeroDivisionError on a table row with two equal seeds)."""
+    d = seq.design()
+    assert seq.decide([94.0, 94.0], 96.5, 0.05, d).outcome == "below claim"
+    assert seq.decide([97.0, 97.0], 96.5, 0.05, d).outcome == "above claim"
+    assert seq.decide([96.5, 96.5], 96.5, 0.05, d).outcome == "reproduced"
+    assert seq.decide([0.5, 0.5], 0.0, 0.5, d).outcome == "open"  # on the band's edge: t is NaN

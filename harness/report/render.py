@@ -116,6 +116,7 @@ LATEX_TEXT_SPECIALS = {  # beyond LATEX_SPECIALS: what OT1 (LaTeX's default enco
     "|": r"\textbar{}",
     "[": "{[}",
     "]": "{]}",
+    "α": r"\ensuremath{\alpha}",  # pdflatex has no glyph for a Unicode α in text
 }
 # In a BibTeX field every brace must pair up, so a brace of the text is a command (\{ would open a group),
 # and each escape is one braced "special character" ({\cs}): BibTeX's case changes, sorting and name

@@ -131,12 +131,12 @@ def _verdict(claim: Claim, row: dict[str, Any] | None) -> dict[str, Any]:
         return {"variant": ", ".join(claim.variants) or "-", "figure": None, "gap": None, "verdict": "no variant",
                 "verdict_word": "no variant", "judged": False, "rule_n": 0, "rule_acc_mean": None,
                 "rule_acc_std": None, "delta": None, "ci95": None, "p_below_claim": None, "p_above_claim": None,
-                "seeds_needed": None, "budget": None, "data": None}  # fmt: skip
+                "seeds_needed": None, "sequential": None, "budget": None, "data": None}  # fmt: skip
     if claim.metric == "params":
         agreement = claim.agreement(row["params"])
         return {"variant": row["variant"], "counted": row["params"], "agreement": agreement,
                 "verdict": agreement or "does not reproduce", "verdict_word": "params", "figure": None,
-                "judged": agreement is not None}  # fmt: skip
+                "judged": agreement is not None, "sequential": None}  # fmt: skip
     judged = next(j for j in row["claim_verdicts"] if j["claim_id"] == claim.id)
     figure = judged["rule_acc_mean"]
     return {
@@ -210,7 +210,10 @@ def _methodology(spec: Spec, records: list[Record]) -> list[str]:
         "the claim's own selection rule: one sample per seed gives the mean, Δ, the 95% CI (Student's t), the "
         "one-sided tests and the seeds needed. The verdict and the one-sided tests both measure from the claim "
         "± half its stated precision (88% stated to 1 point covers 87.5-88.5%): reproduced when the 95% CI meets "
-        "that band, below or above when the CI lies wholly under or over it.",
+        "that band, below or above when the CI lies wholly under or over it. Beside it, the sequential test a "
+        "sweep with --until-decided uses (Pocock-type, α = 0.05 for each false verdict, a look after each of 2-10 "
+        "seeds) over the seeds in seed order says after how many seeds it decided; its reproduced needs the "
+        "interval inside the band.",
     ]
     if records:
         budgets = sorted({budget_text(r.cohort) for r in records})

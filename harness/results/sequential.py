@@ -153,7 +153,7 @@ def decide(values: Sequence[float], claim: float, tol: float, d: Design) -> Deci
     if n < d.min_seeds:
         return Decision("open", n, 0, f"no look before {d.min_seeds} seeds", None)
     x = np.asarray(values, dtype=float) - claim
-    mean, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(n)
+    mean, se = x.mean(), x.std(ddof=1) / math.sqrt(n)  # numpy floats: no spread gives t = +-inf, not an error
     crit = float(_critical(d, n))
     code = int(_classify(np.array(mean), np.array(se), np.array(crit), tol))
     level = f"at nominal {d.nominal:.4g}"
@@ -169,8 +169,30 @@ def decide(values: Sequence[float], claim: float, tol: float, d: Design) -> Deci
     outcome = OUTCOMES[code]
     if code == OPEN and n == d.max_seeds:
         outcome, boundary = INCONCLUSIVE, boundary + f"; stopped at max_seeds {d.max_seeds}"
-    ci = (claim + mean - crit * se, claim + mean + crit * se)
+    ci = (float(claim + mean - crit * se), float(claim + mean + crit * se))
     return Decision(outcome, n, n - d.min_seeds + 1, boundary, ci)
+
+
+def first_decision(values: Sequence[float], claim: float, tol: float, d: Design) -> Decision:
+    """The design applied to seeds in seed order, as a sweep with --until-decided looks at them: the first look
+    at which a test crossed; else the last look the seeds allow (open, or inconclusive at max_seeds). Seeds
+    past the first crossing (or past max_seeds) were not needed, and change nothing."""
+    decision = decide(values[: d.min_seeds], claim, tol, d)
+    for n in range(d.min_seeds, min(len(values), d.max_seeds) + 1):
+        decision = decide(values[:n], claim, tol, d)
+        if decision.outcome != "open":
+            break
+    return decision
+
+
+def decided_text(decision: Decision, d: Design) -> str:
+    """How the table and the study say it: `below claim: decided after 3 seeds (sequential, α = 0.05)`."""
+    design = f"(sequential, α = {d.alpha:g})"
+    if decision.outcome == "open":
+        return f"open after {decision.n} seed{'s' * (decision.n != 1)} {design}"
+    if decision.outcome == INCONCLUSIVE:
+        return f"inconclusive at {decision.n} seeds {design}"
+    return f"{decision.outcome}: decided after {decision.n} seeds {design}"
 
 
 def _draw(true_gap: float, std: float, sweeps: int, seeds: int, rng: np.random.Generator) -> np.ndarray:

@@ -148,6 +148,7 @@ JUDGED = (
     "resolvable_gap",
     "seeds_needed",
     "verdict",
+    "sequential",
 )
 
 
@@ -180,6 +181,16 @@ STRENGTH = {
     "resolves": ("resolves", lambda r: _num(r["resolvable_gap"], ".2f") + (" pp" if r["resolvable_gap"] else "")),
     "needed": ("seeds for Δ", lambda r: "" if r["seeds_needed"] is None else str(r["seeds_needed"])),
 }
+SEQUENTIAL = ("sequential α 0.05", lambda r: _sequential_cell(r["sequential"]))  # after the verdict it stands beside
+
+
+def _sequential_cell(sequential: dict[str, Any] | None) -> str:
+    """verdict.sequential_verdict in a cell: `below after 3`, `open at 2`, `inconclusive at 10`."""
+    if sequential is None:
+        return ""
+    word = SHORT_VERDICTS.get(sequential["outcome"], sequential["outcome"])
+    return f"{word} {'at' if word in ('open', 'inconclusive') else 'after'} {sequential['seeds']}"
+
 
 WIDE = {
     "report": ("report", lambda r: r["report"]),
@@ -195,6 +206,7 @@ WIDE = {
     "delta": ("Δ claim", lambda r: _num(r["delta"], "+.2f")),
     **STRENGTH,
     "verdict": ("verdict", lambda r: r["verdict"] + (f" ({r['n_diverged']} diverged)" if r["n_diverged"] else "")),
+    "sequential": SEQUENTIAL,
     "stale": ("stale records", lambda r: str(r["n_stale"]) if r["n_stale"] else ""),
     "others": ("other accuracy claims", lambda r: r["other_claims"]),
     "test_acc": (
@@ -389,6 +401,7 @@ CLAIMS = {
     "delta": ("Δ", lambda r: _num(r["delta"], "+.2f")),
     **STRENGTH,
     "verdict": ("verdict", lambda r: _short_verdict_text(r["verdict"])),
+    "sequential": SEQUENTIAL,
 }
 
 
@@ -399,7 +412,10 @@ def render_claims(claims: list[dict[str, Any]]) -> str:
         "rule: the claim's own selection rule; acc: test accuracy % under it, mean ± std (seeds). Only for a "
         "test-set claim at the full budget on the official CIFAR-10: Δ, the 95% CI, the one-sided t-tests from the edges "
         "of the band claim ± half its stated precision (p< that the mean is below it, p> above it), resolves (the gap these seeds detect at this spread, 5% two-sided, "
-        "80% of the time) and seeds for Δ (the seeds the observed gap would need so)."
+        "80% of the time), seeds for Δ (the seeds the observed gap would need so) and sequential: the sweep's "
+        "sequential test (Pocock-type, α = 0.05 for each false verdict, a look after each of 2-10 seeds; harness "
+        "sweep --until-decided) over the seeds in seed order, e.g. `below after 3`: decided after 3 seeds. Its "
+        "reproduced is stricter than the verdict's: the interval lies inside the band, not only meets it."
     )
     return (
         _markdown(body, [h for h, _ in CLAIMS.values()]) + "\n\n" + textwrap.fill(note, WIDTH, break_on_hyphens=False)

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.results import sequential
 from harness.results.identity import budget_name, cohort_id
 from harness.results.record import Record
-from harness.results.stats import Summary, judge, strength, summarize
+from harness.results.stats import Summary, judge, strength, summarize, tolerance
 from harness.spec import TEST_SELECTION, Claim
 
 RULE_FIGURE = {  # a claim's selection -> the figure of test_acc_by_rule made by the same rule
@@ -210,6 +211,23 @@ def judge_claim(found: Evidence, claim: Claim | None) -> dict[str, Any]:
         "resolvable_gap": power.resolvable_gap if power else None,
         "seeds_needed": power.seeds_needed if power else None,
         "verdict": verdict(found, claim, rule),
+        "sequential": sequential_verdict(values, claim) if judged else None,
+    }
+
+
+def sequential_verdict(values: list[float], claim: Claim) -> dict[str, Any]:
+    """The sequential design (sequential.py, α = 0.05, looks at 2..10 seeds) over the seeds in seed order: the
+    look at which it decided, or that it is still open. Its `reproduced` is an equivalence test (the interval
+    inside the band), stricter than the verdict's (the 95% CI meets the band)."""
+    d = sequential.design()
+    decision = sequential.first_decision(values, claim.value, tolerance(claim.step), d)
+    return {
+        "outcome": decision.outcome,
+        "seeds": decision.n,
+        "alpha": d.alpha,
+        "design": d.name,
+        "boundary": decision.boundary,
+        "text": sequential.decided_text(decision, d),
     }
 
 

@@ -14,7 +14,7 @@ from harness.measure import size
 from harness.models.blocks import BLOCKS
 from harness.models.config import EXPANSION
 from harness.spec import load_spec
-from tests.conftest import REPO, SPECS_DIR
+from tests.conftest import REPO, SPEC_FILES, SPECS_DIR
 
 HEAVY = ("torch", "torchvision", "timm", "fvcore", "scipy", "pandas", "matplotlib")
 
@@ -69,6 +69,9 @@ def test_a_warm_table_loads_no_heavy_library_and_fits_120_columns(tmp_path: Path
     code, heavy, out = loaded_modules(argv, tmp_path / "cache")
     assert code == 0 and heavy == [] and max(map(len, out.splitlines())) <= 120
     assert json.loads((tmp_path / "cache" / "sizes.json").read_text())  # what the second table read
+    # plan reads the same counts: with them cached it never loads PyTorch (scipy gives its power figures)
+    code, heavy, _ = loaded_modules(["plan", *map(str, SPEC_FILES)], tmp_path / "cache")
+    assert code == 0 and not {"torch", "torchvision", "fvcore"} & set(heavy), heavy
 
 
 def test_sizes_are_counted_once_per_config_and_again_when_the_model_code_changes(monkeypatch, tmp_path: Path) -> None:

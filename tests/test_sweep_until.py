@@ -184,3 +184,22 @@ def test_on_slurm_each_round_is_one_job_array_and_the_decision_is_the_local_one(
     assert sorted(records) == [0, 1, 2] and arrays[0] == arrays[1] != arrays[2]
     assert done.stdout.splitlines()[-1] == clear["out"].splitlines()[-1]
     assert summary(results)["variants"] == clear["summary"]["variants"]
+
+
+def test_a_look_never_pools_a_record_with_a_figure_no_run_produces(tmp_path: Path) -> None:
+    """A record file whose accuracy is impossible (140%) is refused by a look as the table refuses it: the seed
+    counts as unfinished, and no decision rests on it (bug: the look read record files past that check and
+    pooled the 140% into its t-test, leaving the variant open on a mean of 118%)."""
+    from harness.results.sequential import design
+    from tests.records import SPECS, record_json
+
+    spec = SPECS["dmsresnet"]
+    paths = []
+    for seed, acc in enumerate((96.1, 140.0)):
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps(record_json("dmsresnet", "as-coded", seed, acc)))
+        paths.append(str(path))
+    tracked = rounds.Tracked(spec, "as-coded", tuple(rounds._claims(spec, "as-coded")))
+    rounds._look(tracked, paths, design(), is_target=False)
+    assert tracked.state == "failed" and tracked.why == "no finished run of seed 1", (tracked.state, tracked.why)
+    assert tracked.decided == {} and tracked.looks == []

@@ -297,3 +297,28 @@ def test_bad_report_requests_get_one_line(argv: list[str], message: str, capsys,
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and not (tmp_path / "out").exists()
+
+
+def test_seeds_off_the_official_data_show_their_interval_and_judge_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Three full-budget seeds on a local copy: the study gives the figure with its 95% interval (as the gap is
+    given) under a reason, never a verdict; the table keeps Δ, the CI and the verdict for reproductions only."""
+    from scipy import stats
+
+    from tests.records import record_json
+
+    monkeypatch.chdir(REPO)
+    values = [95.2, 95.9, 95.5]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for seed, acc in enumerate(values):
+        record = record_json("dmsresnet", "as-coded", seed, acc, official=False)
+        (runs / f"{seed}.json").write_text(json.dumps(record))
+    out = tmp_path / "studies"
+    argv = ["report", str(SPECS_DIR / "dmsresnet.toml"), "--results", str(runs), "--out", str(out), "--no-latency"]
+    assert main(argv) == 0
+    mean, half = np.mean(values), stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3)
+    interval = f"[{mean - half:.2f}, {mean + half:.2f}]"
+    row = next(line for line in (out / "dmsresnet/study.md").read_text().splitlines() if line.startswith("| kd-acc (central) |"))
+    assert f"| {mean:.2f} (3) | {mean - 96.14:+.2f} | {interval} | full budget, but not on the official" in row
+    assert "decided after" not in row and "reproduced" not in row
+    assert interval in (out / "dmsresnet/study.html").read_text()

@@ -144,6 +144,7 @@ def _verdict(claim: Claim, row: dict[str, Any] | None) -> dict[str, Any]:
         "variant": row["variant"],
         "figure": figure,
         "gap": None if figure is None else figure - claim.value,
+        "ci95": judged["rule_ci95"],  # shown beside a gap that judges nothing too, as the gap is
         "verdict_word": judged["verdict"].split(" (")[0],
         "judged": judged["delta"] is not None,
         "budget": budget_text(row) if row["epochs"] else None,

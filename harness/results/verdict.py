@@ -205,6 +205,7 @@ def judge_claim(found: Evidence, claim: Claim | None) -> dict[str, Any]:
         "rule_acc_mean": rule.mean if rule else None,
         "rule_acc_std": rule.std if rule else None,
         "ci95": list(rule.ci95) if judged and rule.ci95 else None,
+        "rule_ci95": list(rule.ci95) if rule and rule.ci95 else None,  # the same interval, judging nothing
         "delta": rule.mean - claim.value if judged else None,
         "p_below_claim": power.p_below if power else None,
         "p_above_claim": power.p_above if power else None,

@@ -177,8 +177,7 @@ def first_decision(values: Sequence[float], claim: float, tol: float, d: Design)
     """The design applied to seeds in seed order, as a sweep with --until-decided looks at them: the first look
     at which a test crossed; else the last look the seeds allow (open, or inconclusive at max_seeds). Seeds
     past the first crossing (or past max_seeds) were not needed, and change nothing."""
-    decision = decide(values[: d.min_seeds], claim, tol, d)
-    for n in range(d.min_seeds, min(len(values), d.max_seeds) + 1):
+    for n in range(min(len(values), d.min_seeds), min(len(values), d.max_seeds) + 1):  # one look below min_seeds
         decision = decide(values[:n], claim, tol, d)
         if decision.outcome != "open":
             break

@@ -203,6 +203,32 @@ def test_a_busy_timing_is_never_cached(capsys, results: Path, monkeypatch, tmp_p
     assert len(calls) == 2 * _networks("se-resnet3343")  # timed again each time: a busy figure is not kept
 
 
+def test_measure_times_by_the_tables_protocol_and_the_table_reads_its_figures(
+    capsys, results: Path, monkeypatch, tmp_path: Path
+) -> None:
+    # One latency protocol: `harness measure` times each network by the path the table uses, so a fake clock
+    # sees its calls (it once imported the timer by name and timed for real) and the table reads its figures.
+    import harness.measure.summary  # noqa: F401  loaded before the fake, as after any earlier command
+    from harness.measure.latency import Timing
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    calls: list[tuple[int, int]] = []
+
+    def fake_timing(model, runtime, rounds_b1: int = 50, rounds_b256: int = 3, **_: object) -> Timing:
+        calls.append((rounds_b1, rounds_b256))
+        return Timing("cpu", 2, 7.0, 8.0, 900.0, rounds_b1, rounds_b256)
+
+    monkeypatch.setattr("harness.measure.latency.time_model", fake_timing)
+    spec, networks = str(SPEC_FILES[-1]), _networks("se-resnet3343")
+    assert main(["measure", spec, "--json", "--rounds", "5"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert calls == [(5, 3)] * networks  # each network once, at the rounds asked for
+    assert {(r["cpu_latency_ms_b1"], r["cpu_throughput_img_s_b256"]) for r in measured} == {(7.0, 900.0)}
+    assert main(["table", "--results", str(results), "--format", "json", "--specs", spec, "--latency"]) == 0
+    assert len(calls) == networks  # the table timed nothing again: measure refreshed the cache it reads
+    assert {r["cpu_latency_ms_b1"] for r in json.loads(capsys.readouterr().out)} == {7.0}
+
+
 def test_plots_are_written(capsys, results: Path, tmp_path: Path) -> None:
     out = tmp_path / "plots"
     assert main(["plot", "--results", str(results), "--out", str(out), "--no-latency"]) == 0

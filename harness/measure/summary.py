@@ -7,7 +7,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.common.events import Events
-from harness.measure.latency import store_timing, time_model, timing_dict, timing_runtimes
+from harness.measure.latency import measured_timing, timing_dict, timing_runtimes
 from harness.measure.size import budget_cell, size_columns
 from harness.spec import Spec
 
@@ -39,10 +39,7 @@ def measure_rows(specs: list[Spec], variant: str | None, rounds: int | None, eve
 
 
 def _timed(model_cfg: Any, runtime: Any, rounds: int, name: str, events: Events) -> Any:
-    from harness.models import build_model
-
-    timing = time_model(build_model(model_cfg), runtime, rounds_b1=rounds)
-    store_timing(model_cfg, runtime, timing)
+    timing = measured_timing(model_cfg, runtime, rounds_b1=rounds)
     if timing.busy:
         events.message(
             f"warning: other processes used {timing.other_cpu_use:.0%} of the CPUs while {name} was timed: "

@@ -9,13 +9,15 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.common.device import Runtime
+from harness.common.device import Runtime, cpu_has_bf16_units
 from harness.common.events import Silent
+from harness.measure import speed
 from harness.spec import load_spec
 from harness.train.loop import run
 from harness.train.request import RunOptions, resolve_layout, resolve_precision
 from tests.conftest import SPECS_DIR
 
+R10_TEXT = (SPECS_DIR / "resnet10.toml").read_text()
 SPEED_KEYS = {
     "bare_img_s",
     "harness_img_s",
@@ -30,10 +32,13 @@ SPEED_KEYS = {
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_speed_reports_every_figure(capsys, precision: str) -> None:
+def test_speed_reports_every_figure(capsys, spec_copy, precision: str) -> None:
+    # batches of 32, not the recipe's 256: a CPU without bf16 units emulates bf16 at about 16 images/s
+    model_line = next(line for line in R10_TEXT.splitlines() if line.startswith("model = { arch"))
+    spec = spec_copy(R10_TEXT.replace(model_line, f"{model_line}\ntrain.batch_size = 32", 1))
     argv = [
         "speed",
-        str(SPECS_DIR / "resnet10.toml"),
+        str(spec),
         "--variant",
         "resnet12-grid",
         "--steps",
@@ -43,8 +48,13 @@ def test_speed_reports_every_figure(capsys, precision: str) -> None:
         precision,
     ]
     assert main(argv) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert SPEED_KEYS <= set(result) and all(result[k] > 0 for k in SPEED_KEYS)
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert SPEED_KEYS <= set(result) and all(result[k] > 0 for k in SPEED_KEYS) and result["batch_size"] == 32
+    emulated = precision == "bf16" and not cpu_has_bf16_units()
+    assert ("PyTorch emulates bf16 here" in err) == emulated
+    # the peak's matmul is as large as takes at most half a second: the full 2048 unless bf16 is emulated
+    assert result["matmul_size"] in ((256, 512, 1024) if emulated else (2048,))
     assert result["harness_over_bare"] == pytest.approx(result["harness_img_s"] / result["bare_img_s"])
     assert result["mfu"] == pytest.approx(result["achieved_flops"] / result["matmul_peak_flops"])
     assert result["precision"] == precision and result["matmul_dtype"] == (
@@ -144,3 +154,12 @@ def test_the_gpu_estimate_counts_the_teachers_forward_and_a_floor_per_step(monke
     assert estimate["steps"] == 12_320
     assert estimate["hours_gpu"] * 3600 == pytest.approx(12_320 * GPU_STEP_FLOOR_S)
     assert "12,320 steps at the assumed floor of 3 ms a step" in estimate["gpu_basis"]
+
+
+def test_the_matmul_peak_doubles_its_side_while_one_matmul_stays_under_half_a_second(monkeypatch) -> None:
+    # a fake matmul whose time grows with the work, 0.01 s at 256: 512 takes 0.08 s, and 1024 would take 0.64 s
+    monkeypatch.setattr(speed, "_matmul_seconds", lambda runtime, dtype, size: 0.01 * (size / 256) ** 3)
+    flops, size = speed.matmul_peak(Runtime(torch.device("cpu")), torch.bfloat16)
+    assert size == 512 and flops == pytest.approx(2 * 512**3 / 0.08)
+    monkeypatch.setattr(speed, "_matmul_seconds", lambda runtime, dtype, size: 1e-4)
+    assert speed.matmul_peak(Runtime(torch.device("cpu")), torch.float32)[1] == 2048

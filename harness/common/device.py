@@ -20,6 +20,7 @@ import contextlib
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -68,8 +69,15 @@ class Runtime:
     def for_device(
         cls, device: torch.device, precision: str = "fp32", channels_last: bool = False, deterministic: bool = False
     ) -> Runtime:
-        """The defaults for a device type; `precision` (fp32 or bf16) and layout come from the run's identity."""
+        """The defaults for a device type; `precision` (fp32 or bf16) and layout come from the run's identity.
+        Warns where bf16 would run on a CPU without bf16 units: PyTorch then emulates it, about 10x slower."""
         cuda = device.type == "cuda"
+        if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_units():
+            warnings.warn(
+                "this CPU has no bf16 units (AVX-512 BF16 or AMX): PyTorch emulates bf16 here, about 10 times slower "
+                "than fp32 (--precision fp32 is faster)",
+                stacklevel=2,
+            )
         return cls(
             device=device,
             autocast=torch.bfloat16 if precision == "bf16" else None,

@@ -82,7 +82,7 @@ def measure_speed(setup: SpeedSetup) -> dict[str, Any]:
     harness, data_harness = _harness(setup)
     naive, data_naive = _naive(setup)
     peak_dtype = torch.bfloat16 if runtime.autocast is not None else torch.float32
-    peak = matmul_peak(runtime, peak_dtype)
+    peak, peak_size = matmul_peak(runtime, peak_dtype)
     achieved = flops_per_image * harness
     return {
         "report": setup.spec.name,
@@ -111,6 +111,7 @@ def measure_speed(setup: SpeedSetup) -> dict[str, Any]:
         "achieved_flops": achieved,
         "matmul_peak_flops": peak,
         "matmul_dtype": str(peak_dtype).removeprefix("torch."),
+        "matmul_size": peak_size,
         "mfu": achieved / peak,
         "estimate": full_recipe_estimate(setup.recipe, f"{setup.spec.name}/{setup.variant}", flops_per_image, harness),
     }
@@ -192,19 +193,29 @@ def _naive(setup: SpeedSetup) -> tuple[float, float]:
     return rate, loader_batches * batch / _timed(lambda: next(batches), loader_batches, 3, runtime)
 
 
-def matmul_peak(runtime: Runtime, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a large square matmul at this precision: the practical peak the MFU is measured against."""
+MATMUL_SECONDS = 0.5  # the longest one timed matmul may take
+
+
+def matmul_peak(runtime: Runtime, dtype: torch.dtype, max_size: int = 2048, repeats: int = 5) -> tuple[float, int]:
+    """FLOP/s of a large square matmul at this precision, the practical peak the MFU is measured against, and
+    its side: from 256, doubled up to max_size while the doubled one would take under MATMUL_SECONDS here (a
+    CPU without bf16 units takes about a minute for one 2048 bf16 matmul on one core)."""
+    size = 256
+    _matmul_seconds(runtime, dtype, size)  # the first call pays for the library's setup (cuBLAS handles)
+    while size < max_size and _matmul_seconds(runtime, dtype, size) * 8 < MATMUL_SECONDS:
+        size *= 2  # doubling the side multiplies the work by 8
+    times = [_matmul_seconds(runtime, dtype, size) for _ in range(repeats + 1)][1:]
+    return 2 * size**3 / statistics.median(times), size
+
+
+def _matmul_seconds(runtime: Runtime, dtype: torch.dtype, size: int) -> float:
     a = torch.randn(size, size, device=runtime.device).to(dtype)
     b = torch.randn(size, size, device=runtime.device).to(dtype)
-    times = []
-    for i in range(repeats + 1):
-        runtime.sync()
-        start = time.perf_counter()
-        a @ b
-        runtime.sync()
-        if i:
-            times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)
+    runtime.sync()
+    start = time.perf_counter()
+    a @ b
+    runtime.sync()
+    return time.perf_counter() - start
 
 
 class _PilImages(Dataset):
@@ -262,7 +273,7 @@ def speed_text(result: dict[str, Any]) -> str:
                 f"harness/bare {result['harness_over_bare']:.3f}, harness/naive {result['harness_over_naive']:.2f}, "
                 f"data/naive {result['data_over_naive']:.1f}; MFU {result['mfu']:.2f} "
                 f"({result['achieved_flops'] / 1e9:.0f} GFLOP/s of a {result['matmul_peak_flops'] / 1e9:.0f} GFLOP/s "
-                f"{result['matmul_dtype']} matmul)"
+                f"{result['matmul_dtype']} matmul at {result['matmul_size']})"
             ),
             (
                 f"full recipe ({est['epochs']} epochs x {est['train_images']:,} images): about {est['hours_here']:.1f} h "

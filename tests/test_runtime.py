@@ -149,6 +149,8 @@ def test_bf16_autocast_on_the_cpu_learns_like_fp32(
     with pytest.warns(UserWarning) if not cpu_has_bf16_units() else contextlib.nullcontext():
         bf16 = run(spec, "resnet12-grid", dataclasses.replace(options, precision="bf16"), tmp_path, Silent())
     assert bf16.device["autocast"] == "bfloat16" and fp32.device["autocast"] is None
+    assert any(d.startswith("precision: bf16 autocast") for d in bf16.deviations)
+    assert not any(d.startswith("precision: ") for d in fp32.deviations)
     assert fp32.recipe["model"]["widths"] == [4, 8, 16] and fp32.recipe["train"]["batch_size"] == 64
     chance = 10 + 4 * 100 * math.sqrt(0.1 * 0.9 / fp32.budget["test_images"])
     assert min(fp32.test_acc, bf16.test_acc) > chance and abs(fp32.test_acc - bf16.test_acc) < 10

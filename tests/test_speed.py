@@ -81,12 +81,10 @@ def test_precision_and_layout_choices() -> None:
 
 @pytest.mark.parametrize("augment", ["batched", "torchvision"])
 def test_both_augmentation_paths_train_and_are_recorded(jpeg_archive: Path, tmp_path: Path, augment: str) -> None:
-    options = RunOptions(
-        profile="smoke", subset=128, data=str(jpeg_archive), device="cpu", augment=augment, precision="bf16"
-    )
+    # fp32: a CPU without bf16 units emulates bf16 about 10x slower (test_runtime.py trains and records bf16)
+    options = RunOptions(profile="smoke", subset=128, data=str(jpeg_archive), device="cpu", augment=augment)
     record = run(load_spec(SPECS_DIR / "se-resnet3343.toml"), "as-coded", options, tmp_path, Silent())
     assert record.status == "complete" and record.augment_pipeline == augment
-    assert any(d.startswith("precision: bf16 autocast") for d in record.deviations)
     assert any(d.startswith("augmentation: ") for d in record.deviations)
 
 

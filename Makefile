@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum |
 DATA ?= $(or $(HARNESS_DATA),$(wildcard ../shared/data/cifar10-jpeg.tar.gz))
 DEMO_RESULTS ?= runs/demo
 SLURM_LOG ?= /tmp/harness-slurm-start.log
+# `make test` runs the test files in this many processes (pytest-xdist), each with its share of the cores; it
+# does not time the latency benchmarks (`make bench` does, alone)
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench clean gpu-prepare gpu-check
 
@@ -31,7 +34,7 @@ demo: install
 # (as root), and the tests say why they skip when it cannot; CI sets HARNESS_REQUIRE_SLURM=1 so they never skip.
 test: install
 	@eval "$$(tests/slurm/start-cluster.sh 2>$(SLURM_LOG) | grep '^export SLURM_CONF=')"; \
-	  $(BIN)/python -m pytest; status=$$?; \
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --benchmark-disable; status=$$?; \
 	  tests/slurm/start-cluster.sh stop 2>>$(SLURM_LOG) || true; exit $$status
 
 bench: install

@@ -18,11 +18,33 @@ if "HARNESS_BENCH_ROUNDS" not in os.environ:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Every command computes with the same threads whatever the load (harness/common/device.py would take fewer on a
-# busy machine): tests that compare two runs' numbers need the same thread count in both.
-os.environ.setdefault("OMP_NUM_THREADS", str(usable_cores()))
+# busy machine): tests that compare two runs' numbers need the same thread count in both. `make test` runs the
+# suite in parallel processes (pytest-xdist), which share the cores out.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // WORKERS)))
 
 # The tests never touch the user's cache (decoded data, timings): one private folder per session.
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
+
+# `make test` hands whole files to its workers in collection order (--dist loadfile --no-loadscope-reorder): the
+# longest start first (each 55-690 s on two idle cores at 4a0471d), so that no worker ends alone with one of them.
+LONGEST_FILES = (
+    "test_train.py",
+    "test_slurm.py",
+    "test_readme.py",
+    "test_sweep_until.py",
+    "test_reliability.py",
+    "test_augment_batched.py",
+    "test_gpu_check.py",
+    "test_faults_messages.py",
+    "test_sweep.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: rank for rank, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable: each file keeps its order
+
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS_DIR = REPO / "reproductions"

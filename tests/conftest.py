@@ -27,10 +27,11 @@ os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // WORKERS)))
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
 
 # `make test` hands whole files to its workers in collection order (--dist loadfile --no-loadscope-reorder): the
-# longest start first (each 55-690 s on two idle cores at 4a0471d), so that no worker ends alone with one of them.
+# longest start first (each 55-530 s on two idle cores), so that no worker ends alone with one of them.
 LONGEST_FILES = (
-    "test_train.py",
+    "test_variants.py",
     "test_slurm.py",
+    "test_train.py",
     "test_readme.py",
     "test_sweep_until.py",
     "test_reliability.py",

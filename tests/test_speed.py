@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,10 @@ def test_precision_and_layout_choices() -> None:
         update={"train": recipe.train.model_copy(update={"allow_bf16": False, "allow_channels_last": False})}
     )
     assert (resolve_precision(strict, "cuda"), resolve_layout(strict, "cuda")) == ("fp32", False)
-    cpu = Runtime.for_device(torch.device("cpu"), "bf16", channels_last=False)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        cpu = Runtime.for_device(torch.device("cpu"), "bf16", channels_last=False)
+    assert any("PyTorch emulates bf16 here" in str(w.message) for w in said) == (not cpu_has_bf16_units())
     assert cpu.deviations() == ["precision: bf16 autocast on cpu (the recipes trained in fp32)"]
     assert Runtime.for_device(torch.device("cpu"), "fp32", True).deviations() == ["memory format: channels_last"]
 

@@ -96,3 +96,21 @@ def test_a_run_can_score_corruptions(jpeg_archive: Path, tmp_path: Path) -> None
     values = [acc for by_severity in robust["per_corruption"].values() for acc in by_severity.values()]
     assert len(values) == 3 * len(CORRUPTIONS) and robust["mean"] == pytest.approx(sum(values) / len(values))
     assert robust["parameters"] == again["parameters"] == {name: list(v) for name, v in PARAMETERS.items()}
+
+
+def test_evals_plan_costs_at_most_a_quarter_of_the_scoring_it_plans(
+    jpeg_archive: Path, smoke_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.measure import evaluation
+
+    options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
+    record = run(load_spec(SPECS_DIR / "resnet10.toml"), "resnet12-grid", options, smoke_runs, Silent())
+    scored: list[int] = []
+    real = evaluation.correct_mask
+    monkeypatch.setattr(
+        evaluation, "correct_mask", lambda model, x, *rest: scored.append(len(x)) or real(model, x, *rest)
+    )
+    request = EvalRequest(Path(record.checkpoint_dir) / "final.pt", str(jpeg_archive), 256, "cpu", corruptions=False)
+    assert evaluate_checkpoint(request, Silent())["test_images"] == 256
+    probe, clean = scored[:2], scored[2:]  # a warm-up and a timed batch, then the clean pass
+    assert sum(clean) == 256 and 0 < sum(probe) <= 256 / 4

@@ -120,6 +120,17 @@ def recorded_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def resnet12_grid_text(model: tuple[tuple[str, str], ...] = (), extra: str = "") -> str:
+    """resnet10.toml with report 003's resnet12-grid changed: replacements in its model line, lines added after it."""
+    text = (SPECS_DIR / "resnet10.toml").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith("model = { arch"))  # resnet12-grid's
+    edited = line
+    for old, new in model:
+        assert old in edited, f"resnet12-grid's model line has no {old!r}"
+        edited = edited.replace(old, new)
+    return text.replace(line, f"{edited}\n{extra}" if extra else edited, 1)
+
+
 def narrow_dmsresnet_text() -> str:
     """DMSResNet's spec with its recipe whole (Lookahead, clipping, mixup, dropout, the SE unit) on a narrow,
     shallow network: the training state a resume must restore, at about a fortieth of the compute."""

@@ -27,9 +27,8 @@ from harness.train import request as context
 from harness.train.loop import run
 from harness.train.request import RunOptions
 from harness.train.step import build_optimizer
-from tests.conftest import SPECS_DIR
+from tests.conftest import SPECS_DIR, resnet12_grid_text
 
-R10_TEXT = (SPECS_DIR / "resnet10.toml").read_text()
 R10 = load_spec(SPECS_DIR / "resnet10.toml")
 CPU = torch.device("cpu")
 
@@ -141,9 +140,8 @@ def test_bf16_autocast_on_the_cpu_learns_like_fp32(
     # the floor is chance's, not a figure a run once gave. ResNet-12 at a quarter of its width (4/8/16 channels) in
     # batches of 64: a CPU without bf16 units emulates bf16 about 10 times slower than fp32 (seeds 0-4 gave 25-28%
     # in fp32, seeds 0-2 gave 20-24% in bf16, 35 s each on one busy core).
-    line = next(line for line in R10_TEXT.splitlines() if line.startswith("model = { arch"))  # resnet12-grid's
-    narrow = line.replace("widths = [16, 32, 64]", "widths = [4, 8, 16]").replace("stem_width = 16", "stem_width = 4")
-    spec = load_spec(spec_copy(R10_TEXT.replace(line, f"{narrow}\ntrain.batch_size = 64", 1)))
+    narrow = (("widths = [16, 32, 64]", "widths = [4, 8, 16]"), ("stem_width = 16", "stem_width = 4"))
+    spec = load_spec(spec_copy(resnet12_grid_text(narrow, extra="train.batch_size = 64")))
     options = RunOptions(profile="smoke", epochs=2, subset=2048, data=str(jpeg_archive), device="cpu")
     fp32 = run(spec, "resnet12-grid", options, tmp_path, Silent())
     with pytest.warns(UserWarning) if not cpu_has_bf16_units() else contextlib.nullcontext():

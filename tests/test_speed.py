@@ -16,9 +16,8 @@ from harness.measure import speed
 from harness.spec import load_spec
 from harness.train.loop import run
 from harness.train.request import RunOptions, resolve_layout, resolve_precision
-from tests.conftest import SPECS_DIR
+from tests.conftest import SPECS_DIR, resnet12_grid_text
 
-R10_TEXT = (SPECS_DIR / "resnet10.toml").read_text()
 SPEED_KEYS = {
     "bare_img_s",
     "harness_img_s",
@@ -35,8 +34,7 @@ SPEED_KEYS = {
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_speed_reports_every_figure(capsys, spec_copy, precision: str) -> None:
     # batches of 32, not the recipe's 256: a CPU without bf16 units emulates bf16 at about 16 images/s
-    model_line = next(line for line in R10_TEXT.splitlines() if line.startswith("model = { arch"))
-    spec = spec_copy(R10_TEXT.replace(model_line, f"{model_line}\ntrain.batch_size = 32", 1))
+    spec = spec_copy(resnet12_grid_text(extra="train.batch_size = 32"))
     argv = [
         "speed",
         str(spec),

@@ -52,8 +52,9 @@ def test_speed_reports_every_figure(capsys, spec_copy, precision: str) -> None:
     assert SPEED_KEYS <= set(result) and all(result[k] > 0 for k in SPEED_KEYS) and result["batch_size"] == 32
     emulated = precision == "bf16" and not cpu_has_bf16_units()
     assert ("PyTorch emulates bf16 here" in err) == emulated
-    # the peak's matmul is as large as takes at most half a second: the full 2048 unless bf16 is emulated
-    assert result["matmul_size"] in ((256, 512, 1024) if emulated else (2048,))
+    # the peak's matmul stops doubling before one takes half a second: never 2048 where bf16 is emulated (a load
+    # only makes it smaller); elsewhere the size depends on the machine and its load (the fake-clock test fixes it)
+    assert result["matmul_size"] in ((256, 512, 1024) if emulated else (256, 512, 1024, 2048))
     assert result["harness_over_bare"] == pytest.approx(result["harness_img_s"] / result["bare_img_s"])
     assert result["mfu"] == pytest.approx(result["achieved_flops"] / result["matmul_peak_flops"])
     assert result["precision"] == precision and result["matmul_dtype"] == (

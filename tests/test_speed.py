@@ -146,7 +146,7 @@ def test_the_gpu_estimate_counts_the_teachers_forward_and_a_floor_per_step(monke
         spec=spec,
         variant=spec.variant("as-coded"),
     )
-    estimate_line(ctx, Estimate(3600.0, 200, 100.0, 1000.0), teacher)
+    estimate_line(ctx, Estimate(3600.0, 200, 200 * 352, 100.0, 1000.0), teacher)
     assert counted == [teacher]  # the GPU figure of a distilling run counts its teacher's forward
     # report 003's ResNet-12 grid: 29 MMACs an image, 12,320 optimizer steps of 256 images; by FLOPs alone an
     # H100 would take 2 seconds, but no eager step takes under the floor

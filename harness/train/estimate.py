@@ -1,7 +1,8 @@
 """What a run will cost, said before it starts: its real training step (batch size, optimizer, augmentation,
 teacher) and its scoring timed on a probe model, for the epochs left; when a teacher must be trained first,
-both runs' times and their sum. tests/test_train.py holds every spec's estimate to the rate its run then
-achieves. For a full budget the line adds the GPU figure (measure/gpu.py)."""
+both runs' times and their sum. For a full budget the line adds the GPU figure (measure/gpu.py). Timing costs
+WARMUP_STEPS + TIMED_STEPS real steps: a run that trains fewer than PROBE_SHARE times that many is said untimed,
+so that a smoke run is not held up by its own estimate (tests/test_estimate.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,15 @@ from harness.measure.compute import step_flops
 from harness.measure.gpu import duration, full_recipe_estimate
 from harness.measure.size import size_of
 from harness.models import build_model
-from harness.train.step import correct_mask, make_step, mixing_this_epoch, phase_at, seed_epoch, test_transform
+from harness.train.step import (
+    correct_mask,
+    make_step,
+    mixing_this_epoch,
+    phase_at,
+    seed_epoch,
+    steps_per_epoch,
+    test_transform,
+)
 
 if TYPE_CHECKING:
     from harness.data.cifar10 import TrainingImages
@@ -29,15 +38,17 @@ if TYPE_CHECKING:
 
 
 WARMUP_STEPS, TIMED_STEPS = 1, 1  # real steps at the recipe's batch size: the first pays for kernel selection
+PROBE_SHARE = 4  # the timing probe costs at most a quarter of the training it estimates
 TEST_PASSES = 2  # the test set is scored once per selection rule (last epoch, best validation epoch)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    seconds: float  # the epochs left, their evaluations, and the final tests
+    seconds: float | None  # the epochs left, their evaluations, and the final tests; None: too short to time
     epochs: int  # epochs left
-    train_img_s: float
-    eval_img_s: float
+    steps: int  # training steps left
+    train_img_s: float | None
+    eval_img_s: float | None
 
 
 class _Unscheduled:
@@ -51,7 +62,12 @@ _RATES: dict[str, tuple[float, float]] = {}  # run id -> rates: a teacher's plan
 
 
 def estimate_run(ctx: RunContext, teacher: nn.Module | None, start_epoch: int) -> Estimate:
-    """Time the run's real step and its scoring on a probe of its own (the run's model is untouched)."""
+    """Time the run's real step and its scoring on a probe of its own (the run's model is untouched), unless
+    the probe would cost more than a quarter of the training left."""
+    epochs = ctx.recipe.train.epochs - start_epoch
+    steps = epochs * steps_per_epoch(ctx)
+    if steps < PROBE_SHARE * (WARMUP_STEPS + TIMED_STEPS):
+        return Estimate(None, epochs, steps, None, None)
     if ctx.identity.run_id not in _RATES:
         model, step, source = make_step(ctx, teacher)
         step = dataclasses.replace(step, scheduler=_Unscheduled())  # a 1-step schedule refuses a second step
@@ -63,8 +79,7 @@ def estimate_run(ctx: RunContext, teacher: nn.Module | None, start_epoch: int) -
         + (len(splits.val) + (len(splits.test) if identity.track_test else 0)) / eval_rate
     )
     passes = TEST_PASSES + (len(CORRUPTIONS) * len(SEVERITIES) if identity.robustness else 0)
-    epochs = ctx.recipe.train.epochs - start_epoch
-    return Estimate(epochs * per_epoch + passes * len(splits.test) / eval_rate, epochs, train_rate, eval_rate)
+    return Estimate(epochs * per_epoch + passes * len(splits.test) / eval_rate, epochs, steps, train_rate, eval_rate)
 
 
 def _train_rate(ctx: RunContext, step: TrainStep, source: TrainingImages) -> float:
@@ -90,8 +105,7 @@ def _train_rate(ctx: RunContext, step: TrainStep, source: TrainingImages) -> flo
 def _eval_rate(ctx: RunContext, model: nn.Module) -> float:
     """Images per second of scoring (the run's eval batch size and test transform)."""
     images, labels = ctx.split("test")
-    # never more than an epoch's training images: a 64-image smoke run is not held up by its own estimate
-    batch = min(ctx.recipe.eval.batch_size, len(images), len(ctx.splits.train))
+    batch = min(ctx.recipe.eval.batch_size, len(images), len(ctx.splits.train))  # never more than an epoch's
     transform = test_transform(ctx.recipe)
     correct_mask(model, images[:batch], labels[:batch], transform, batch, ctx.runtime)  # warm-up
     start = time.perf_counter()
@@ -104,15 +118,21 @@ def estimate_line(ctx: RunContext, estimate: Estimate, teacher: nn.Module | None
     budget, the GPU figure with what it rests on: the student's step and the teacher's forward)."""
     recipe, splits, device = ctx.recipe, ctx.splits, ctx.runtime.device
     threads = torch.get_num_threads()
+    work = f"{estimate.epochs} epoch{'s' * (estimate.epochs != 1)} x {len(splits.train):,} images"
+    where = f"on {device_name(device)} ({device.type}, {threads} thread{'s' * (threads != 1)})"
+    if estimate.seconds is None:
+        return (
+            f"estimate: {work} ({estimate.steps} step{'s' * (estimate.steps != 1)}) {where}: too short to time "
+            f"(timing would add {WARMUP_STEPS + TIMED_STEPS} steps to its {estimate.steps}) [{ctx.budget.profile} budget]"
+        )
     gpu = ""
     if ctx.budget.is_full:
         per_image = step_flops(build_model(recipe.model).to(device).train(), teacher, 4, ctx.runtime)
         est = full_recipe_estimate(recipe, f"{ctx.spec.name}/{ctx.variant.name}", per_image, estimate.train_img_s)
         gpu = f"; on an {est['gpu_device']} about {duration(est['hours_gpu'] * 3600)} ({est['gpu_basis']})"
     return (
-        f"estimate: {estimate.epochs} epoch{'s' * (estimate.epochs != 1)} x {len(splits.train):,} images at {estimate.train_img_s:.0f} img/s "
-        f"({size_of(recipe.model).macs / 1e6:.0f} MMACs/image) on {device_name(device)} ({device.type}, "
-        f"{threads} thread{'s' * (threads != 1)}), scoring at {estimate.eval_img_s:.0f} img/s: about "
+        f"estimate: {work} at {estimate.train_img_s:.0f} img/s "
+        f"({size_of(recipe.model).macs / 1e6:.0f} MMACs/image) {where}, scoring at {estimate.eval_img_s:.0f} img/s: about "
         f"{duration(estimate.seconds)} [{ctx.budget.profile} budget]{gpu}"
     )
 
@@ -131,7 +151,12 @@ def teacher_plan(ctx: RunContext, teacher_spec: Spec, teacher_variant: Variant) 
     teacher_s = estimate_run(teacher_ctx, None, 0).seconds
     stand_in = ctx.runtime.model(build_model(teacher_variant.recipe.model)).eval().requires_grad_(False)
     student_s = estimate_run(ctx, stand_in, 0).seconds  # a teacher's forward costs the same untrained
-    return (
-        f"teacher: training {name} first (seed {ctx.identity.seed}), about {duration(teacher_s)}; then "
-        f"{ctx.spec.name}/{ctx.variant.name}, about {duration(student_s)}: about {duration(teacher_s + student_s)} in all"
+    line = (
+        f"teacher: training {name} first (seed {ctx.identity.seed}), {_about(teacher_s)}; then "
+        f"{ctx.spec.name}/{ctx.variant.name}, {_about(student_s)}"
     )
+    return line if teacher_s is None or student_s is None else f"{line}: about {duration(teacher_s + student_s)} in all"
+
+
+def _about(seconds: float | None) -> str:
+    return "too short to time" if seconds is None else f"about {duration(seconds)}"

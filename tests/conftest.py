@@ -20,8 +20,11 @@ if "HARNESS_BENCH_ROUNDS" not in os.environ:
 # Every command computes with the same threads whatever the load (harness/common/device.py would take fewer on a
 # busy machine): tests that compare two runs' numbers need the same thread count in both. `make test` runs the
 # suite in parallel processes (pytest-xdist), which share the cores out.
+# The xdist controller loads this file too, and its workers inherit its environment: each process decides its own
+# share, from the user's OMP_NUM_THREADS if one was given (HARNESS_TEST_USER_THREADS keeps it), else the cores.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // WORKERS)))
+os.environ.setdefault("HARNESS_TEST_USER_THREADS", os.environ.get("OMP_NUM_THREADS", ""))
+os.environ["OMP_NUM_THREADS"] = os.environ["HARNESS_TEST_USER_THREADS"] or str(max(1, usable_cores() // WORKERS))
 
 # The tests never touch the user's cache (decoded data, timings): one private folder per session.
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")

@@ -60,3 +60,13 @@ def test_a_run_records_the_threads_it_was_given(jpeg_archive: Path, tmp_path: Pa
     (record,) = tmp_path.glob("resnet10/resnet12-grid/*.json")
     assert json.loads(record.read_text())["device"]["threads"] == 1
     assert "(cpu, 1 thread)" in capsys.readouterr().out  # the estimate says what it runs with
+
+
+def test_each_test_process_computes_with_its_share_of_the_cores() -> None:
+    # `make test` runs the suite in PYTEST_XDIST_WORKER_COUNT processes that share the cores out
+    # (tests/conftest.py); the controller's own setting, inherited by its workers, gave each every core.
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    given = os.environ.get("HARNESS_TEST_USER_THREADS", "")  # a user's OMP_NUM_THREADS wins
+    assert torch.get_num_threads() == (int(given) if given else max(1, usable_cores() // workers))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,18 +57,29 @@ def console_commands(document: Path = README, part: str | None = None) -> list[s
     return commands
 
 
-# The README in two parts that each run in a scratch folder of their own: the quick start (its Python block reads
-# the runs it made) and the command reference from "## Commands" on (it makes its own run before reading any).
-README_PARTS = ("quick start", "commands")
-
-
 def readme_parts(text: str) -> dict[str, str]:
-    before, after = text.split("\n## Commands\n", 1)
-    return dict(zip(README_PARTS, (before, after), strict=True))
+    """The README in parts that each run in a scratch folder of their own (with the README's run already made
+    there, `readme_run`): the quick start (all before "## Commands"), then each command's reference section by its
+    heading's command (### `harness table ...`); a section's following text stays with it."""
+    start, reference = text.split("\n## Commands\n", 1)
+    parts = {"quick start": start}
+    intro, *sections = re.split(r"(?m)^(?=### `harness [a-z]+)", reference)
+    for i, section in enumerate(sections):
+        name = re.match(r"### `(harness [a-z]+)", section).group(1)
+        parts[name] = parts.get(name, "") + (intro if i == 0 else "") + section  # a command's two sections: one part
+    return parts
 
 
-def python_blocks(part: str = "quick start") -> list[str]:
+README_PARTS = tuple(readme_parts(README.read_text(encoding="utf-8")))
+
+
+def python_blocks(part: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", readme_parts(README.read_text(encoding="utf-8"))[part], re.DOTALL)
+
+
+def quick(command: str) -> bool:
+    """A harness command this test runs (the rest are only parsed: LONG)."""
+    return command.startswith("harness ") and long_reason(command) is None
 
 
 def long_reason(command: str) -> str | None:
@@ -98,28 +110,48 @@ def test_every_readme_command_parses_and_names_real_files(command: str) -> None:
         load_spec(REPO / args.spec).variant(args.variant)  # raises for a variant the spec lacks
 
 
-@pytest.mark.parametrize("part", README_PARTS)
+@pytest.fixture(scope="module")
+def readme_run(jpeg_archive: Path, counted_sizes: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch folder in place of a fresh clone (the shipped specs and records, read only) in which the README's
+    smoke run was made as written: the quick start and the command reference run the same one, and each part
+    then reads it in a copy of its own."""
+    [command] = {c for part in README_PARTS for c in console_commands(part=part) if quick(c) and " run " in f"{c} "}
+    folder = tmp_path_factory.mktemp("readme-run")
+    _run_line(command, folder, jpeg_archive)
+    return folder
+
+
+def _run_line(command: str, folder: Path, jpeg_archive: Path) -> None:
+    line = command.replace(README_DATA, str(jpeg_archive))
+    done = subprocess.run(
+        ["bash", "-c", line], cwd=folder, env=_scratch(folder), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"$ {command}\n{done.stderr[-2000:]}"
+
+
+def test_every_kind_of_quick_command_runs_here() -> None:
+    # LONG must not swallow what a reader can run in seconds: each of these commands runs in some part below
+    kinds = {shlex.split(c)[1] for part in README_PARTS for c in console_commands(part=part) if quick(c)}
+    assert kinds >= {"check", "measure", "run", "table", "audit", "plan", "eval", "plot", "report"}, kinds
+
+
+@pytest.mark.parametrize("part", [p for p in README_PARTS if any(quick(c) for c in console_commands(part=p))])
 def test_the_quick_readme_commands_run_as_written(
-    jpeg_archive: Path, tmp_path: Path, counted_sizes: None, part: str
+    jpeg_archive: Path, readme_run: Path, tmp_path: Path, counted_sizes: None, part: str
 ) -> None:
-    # A scratch folder in place of a fresh clone: the shipped specs and records (read only), and runs/ and
-    # plots/ written where a user's would be. In order, as a reader would type them.
-    for name in ("reproductions", "results"):
-        (tmp_path / name).symlink_to(REPO / name)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    ran = []
-    for command in console_commands(part=part):
-        if not command.startswith("harness ") or long_reason(command):
-            continue
-        line = command.replace(README_DATA, str(jpeg_archive))
-        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
-        assert done.returncode == 0, f"$ {command}\n{done.stderr[-2000:]}"
-        ran.append(command)
-    assert any(c.startswith("harness run") for c in ran) and any(c.startswith("harness table") for c in ran)
-    assert part == "quick start" or any(c.startswith("harness eval") for c in ran)
+    # In order, as a reader would type them, in a copy of the folder where the README's run was made; runs/ and
+    # plots/ are written where a user's would be.
+    shutil.copytree(readme_run, tmp_path, symlinks=True, dirs_exist_ok=True)
+    for command in filter(quick, console_commands(part=part)):
+        _run_line(command, tmp_path, jpeg_archive)
     for block in python_blocks(part):
         done = subprocess.run(
-            [sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+            [sys.executable, "-c", block],
+            cwd=tmp_path,
+            env=_scratch(tmp_path),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert done.returncode == 0, f"{block}\n{done.stderr[-2000:]}"
 
@@ -128,7 +160,8 @@ def _scratch(tmp_path: Path) -> dict[str, str]:
     """A folder in place of a fresh clone: the shipped specs and records (read only); the environment's PATH
     finds this harness."""
     for name in ("reproductions", "results"):
-        (tmp_path / name).symlink_to(REPO / name)
+        if not (tmp_path / name).is_symlink():
+            (tmp_path / name).symlink_to(REPO / name)
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 

@@ -17,6 +17,7 @@ The sizing (README, "Checking a GPU"): training costs 3 x 2 x MACs per image, so
 100 x 45,000 x 1.97 GFLOP = 8.9 PFLOP and resnet443-se 30 x 45,000 x 4.79 GFLOP = 6.5 PFLOP, plus about
 1.7 PFLOP of per-epoch evaluation: 17 PFLOP, 3 minutes at 10% of an H100-class GPU's 989 TFLOP/s bf16
 peak. `--dry-run` does every step on the CPU at tiny budgets, to prove the script itself (CI runs it).
+`--only STEP,...` runs some of the steps (tests, matmul, speed, recipes): a short session reruns one.
 """
 
 from __future__ import annotations
@@ -51,32 +52,56 @@ CARRIED = {
 }  # fmt: skip
 SPECS = ("dmsresnet", "resnet443-se", "se-resnet3343", "resnet10", "resnet4323-se")
 RECIPES = (("resnet10", "resnet10-onecycle"), ("resnet443-se", "as-coded"))
+STEPS = ("tests", "matmul", "speed", "recipes")
 DRY_RUN_SPEED_VARIANT = "resnet12-grid"  # resnet10's cheapest network (29 MMACs): a dry run proves the step, not a rate
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-check-out")))
-    parser.add_argument("--data", default=".data/cifar10-jpeg.tar.gz", help="the CIFAR-10 copy carried along")
-    parser.add_argument("--wheels", type=Path, default=Path(".whl"), help="wheels of the packages this Python may lack")
-    parser.add_argument("--dry-run", action="store_true", help="every step on the CPU at tiny budgets")
-    args = parser.parse_args()
+    args = parse_args(sys.argv[1:])
     unpacked = unpack_missing(args.wheels)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     report: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "dry_run": args.dry_run}
     report["machine"] = machine()
     report["unpacked_wheels"] = unpacked
-    report["cuda_tests"] = cuda_tests(args, started)
-    report["matmul_peak_tflops_bf16"] = matmul_peak(args.dry_run)
-    report["speed"] = [speed(spec, args, started) for spec in (SPECS[3:4] if args.dry_run else SPECS)]
-    report["recipes"] = [recipe(spec, variant, args, started) for spec, variant in RECIPES]
+    report["steps"] = list(args.only)
+    if "tests" in args.only:
+        report["cuda_tests"] = cuda_tests(args, started)
+    if "matmul" in args.only:
+        report["matmul_peak_tflops_bf16"] = matmul_peak(args.dry_run)
+    if "speed" in args.only:
+        report["speed"] = [speed(spec, args, started) for spec in (SPECS[3:4] if args.dry_run else SPECS)]
+    if "recipes" in args.only:
+        report["recipes"] = [recipe(spec, variant, args, started) for spec, variant in RECIPES]
     report["wall_s"] = time.monotonic() - started
     (args.out / "gpu-check.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "gpu-rates.json").write_text(json.dumps(rates(report), indent=2) + "\n")
     (args.out / "gpu-check.txt").write_text(summary(report))
     print(summary(report))
-    return 0 if report["cuda_tests"]["ok"] and all(r["ok"] for r in report["speed"] + report["recipes"]) else 1
+    checked = [report.get("cuda_tests", {"ok": True}), *report.get("speed", []), *report.get("recipes", [])]
+    return 0 if all(part["ok"] for part in checked) else 1
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-check-out")))
+    parser.add_argument("--data", default=".data/cifar10-jpeg.tar.gz", help="the CIFAR-10 copy carried along")
+    parser.add_argument("--wheels", type=Path, default=Path(".whl"), help="wheels of the packages this Python may lack")
+    parser.add_argument("--dry-run", action="store_true", help="every step on the CPU at tiny budgets")
+    parser.add_argument(
+        "--only", type=_steps, default=STEPS, help=f"some of the steps, in their order: {','.join(STEPS)}"
+    )
+    return parser.parse_args(argv)
+
+
+def _steps(text: str) -> tuple[str, ...]:
+    asked = [step.strip() for step in text.split(",")]
+    unknown = [step for step in asked if step not in STEPS]
+    if unknown or not asked:
+        raise argparse.ArgumentTypeError(
+            f"unknown step {', '.join(map(repr, unknown))} (expected some of {','.join(STEPS)})"
+        )
+    return tuple(step for step in STEPS if step in asked)
 
 
 def unpack_missing(wheels: Path, site: Path = SITE) -> list[str]:
@@ -254,9 +279,10 @@ def recipe(spec: str, variant: str, args: argparse.Namespace, started: float) ->
 
 def rates(report: dict[str, Any]) -> dict[str, Any]:
     """Measured training rates, with their device and date, for the estimates `harness run` prints."""
-    measured = {f"{r['spec']}/{r['variant']}": r["train_img_s"] for r in report["recipes"] if r["train_img_s"]}
+    recipes = report.get("recipes", [])
+    measured = {f"{r['spec']}/{r['variant']}": r["train_img_s"] for r in recipes if r["train_img_s"]}
     achieved = []
-    for s in report["speed"]:
+    for s in report.get("speed", []):
         if "harness_img_s" in s:
             measured.setdefault(f"{s['spec']}/{s['variant']}", s["harness_img_s"])
             achieved.append(s["harness_img_s"] * s["train_flops_per_image"])
@@ -270,17 +296,21 @@ def rates(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(report: dict[str, Any]) -> str:
-    tests = report["cuda_tests"]
-    lines = [
-        f"gpu-check {report['started']} on {report['machine']['device']} (torch {report['machine']['torch']}), {report['wall_s']:.0f} s",
-        f"CUDA tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, {tests.get('skipped', 0)} skipped"
-        + ("" if tests["ok"] else f" (pytest exit status {tests['exit_status']})"),
-        f"bf16 matmul: {report['matmul_peak_tflops_bf16']:.0f} TFLOP/s",
-    ]
-    for s in report["speed"]:
+    host = report["machine"]
+    head = f"gpu-check {report['started']} on {host['device']} (torch {host['torch']}), {report['wall_s']:.0f} s"
+    lines = [f"{head}, steps: {', '.join(report['steps'])}"]
+    if "cuda_tests" in report:
+        tests = report["cuda_tests"]
+        lines.append(
+            f"CUDA tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, {tests.get('skipped', 0)} skipped"
+            + ("" if tests["ok"] else f" (pytest exit status {tests['exit_status']})")
+        )
+    if "matmul_peak_tflops_bf16" in report:
+        lines.append(f"bf16 matmul: {report['matmul_peak_tflops_bf16']:.0f} TFLOP/s")
+    for s in report.get("speed", []):
         rate = f"{s['harness_img_s']:.0f} img/s, MFU {s['mfu']:.2f}" if "mfu" in s else s.get("skipped", "FAILED")
         lines.append(f"speed {s['spec']}: {rate}")
-    for r in report["recipes"]:
+    for r in report.get("recipes", []):
         state = (
             "FAILED"
             if not r["ok"]

@@ -14,7 +14,7 @@ from harness.spec import load_spec
 from harness.train import checkpoint
 from harness.train.loop import run
 from harness.train.request import RunOptions
-from tests.conftest import SPECS_DIR
+from tests.conftest import SPECS_DIR, resnet12_grid_text
 
 RESNET10 = SPECS_DIR / "resnet10.toml"
 
@@ -40,10 +40,14 @@ class StopAfter(Silent):
             raise KeyboardInterrupt
 
 
-def test_a_smoke_run_learns_well_above_chance(jpeg_archive: Path, tmp_path: Path) -> None:
-    options = RunOptions(profile="smoke", epochs=3, subset=4096, data=str(jpeg_archive), device="cpu")
-    record = run(load_spec(RESNET10), "resnet12-grid", options, tmp_path, Silent())
-    assert record.status == "complete"
+def test_a_smoke_run_learns_well_above_chance(jpeg_archive: Path, tmp_path: Path, spec_copy) -> None:
+    # report 003's ResNet-12 recipe in batches of 64 (its own are 256): 96 steps on 2,048 images learn as much as
+    # its 48 steps on 4,096, at half the compute (seeds 0-2: 29.8-30.8% test, 29.1-31.8% validation; 26-31 s on
+    # one idle core)
+    spec = load_spec(spec_copy(resnet12_grid_text(extra="train.batch_size = 64")))
+    options = RunOptions(profile="smoke", epochs=3, subset=2048, data=str(jpeg_archive), device="cpu")
+    record = run(spec, "resnet12-grid", options, tmp_path, Silent())
+    assert record.status == "complete" and record.recipe["train"]["batch_size"] == 64
     assert record.test_acc > 25.0  # chance is 10%
     assert record.history[-1]["val_acc"] > 25.0
     assert record.history[0]["train_loss"] > record.history[-1]["train_loss"]

@@ -1,9 +1,10 @@
 """The README's console examples run as written in a fresh checkout (the user's manual must not lie).
 
 Every `$ harness ...` line of a ```console block is parsed by the real argument parser, with the files it
-names present; the quick ones also run, in order, in a scratch folder beside the shipped specs and records,
-with `--data` at the JPEG archive. Those that take minutes to days (full and demo budgets, sweeps, Slurm,
-timing, all corruptions) are only parsed: LONG says why for each.
+names present; the quick ones also run, in order, with `--data` at the JPEG archive, one part at a time (the
+quick start, then each command's section), each in its own copy of a scratch folder beside the shipped specs
+and records where the README's smoke run was made once. Those that take minutes to days (full and demo
+budgets, sweeps, Slurm, timing, all corruptions) are only parsed: LONG says why for each.
 """
 
 from __future__ import annotations

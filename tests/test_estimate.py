@@ -71,3 +71,17 @@ def test_a_teacher_plan_says_which_run_is_too_short_to_time(
         "teacher: training dmsresnet/teacher first (seed 0), too short to time; then dmsresnet/as-coded, "
         "too short to time"
     )
+
+
+def test_a_resume_with_no_epoch_left_still_estimates_its_scoring(
+    jpeg_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # killed after its last epoch's checkpoint, before testing: no step is left, but the test passes are
+    monkeypatch.setattr(estimate, "_RATES", {})
+    monkeypatch.setattr(estimate, "_train_rate", lambda *_: 100.0)
+    monkeypatch.setattr(estimate, "_eval_rate", lambda *_: 1000.0)
+    options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
+    ctx = prepare(load_spec(RESNET10), "resnet12-grid", options, tmp_path)
+    said = estimate.estimate_run(ctx, None, ctx.recipe.train.epochs)
+    assert (said.epochs, said.steps) == (0, 0)
+    assert said.seconds == pytest.approx(2 * 256 / 1000)  # the 256 test images once per selection rule

@@ -67,6 +67,8 @@ def test_each_test_process_computes_with_its_share_of_the_cores() -> None:
     # (tests/conftest.py); the controller's own setting, inherited by its workers, gave each every core.
     import os
 
+    # OMP_NUM_THREADS, which PyTorch read when it loaded: in-process `harness run --threads 1` tests change torch's
+    # count for the rest of their process
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     given = os.environ.get("HARNESS_TEST_USER_THREADS", "")  # a user's OMP_NUM_THREADS wins
-    assert torch.get_num_threads() == (int(given) if given else max(1, usable_cores() // workers))
+    assert os.environ["OMP_NUM_THREADS"] == (given or str(max(1, usable_cores() // workers)))

@@ -30,11 +30,13 @@ os.environ["OMP_NUM_THREADS"] = os.environ["HARNESS_TEST_USER_THREADS"] or str(m
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp(prefix="harness-test-cache-")
 
 # `make test` hands whole files to its workers in collection order (--dist loadfile --no-loadscope-reorder): the
-# longest start first (each 55-530 s on two idle cores), so that no worker ends alone with one of them.
+# longest start first (each 55-530 s on two idle cores), so that no worker ends alone with one of them. The Slurm
+# file comes third: its jobs are more processes computing beside the tests, and the first test of test_variants.py
+# trains the heaviest network (report 000's teacher: 37 s alone, 76 s beside the Slurm jobs at a89809a).
 LONGEST_FILES = (
     "test_variants.py",
-    "test_slurm.py",
     "test_train.py",
+    "test_slurm.py",
     "test_readme.py",
     "test_sweep_until.py",
     "test_reliability.py",

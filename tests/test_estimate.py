@@ -34,15 +34,20 @@ def test_a_run_too_short_to_time_takes_no_probe_step(
     assert line.endswith(": too short to time (timing would add 2 steps to its 1) [smoke budget]")
 
 
-@pytest.mark.parametrize(("subset", "timed"), [(7 * 256, False), (8 * 256, True)])
-def test_the_probe_costs_at_most_a_quarter_of_the_training_it_estimates(
-    jpeg_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subset: int, timed: bool
-) -> None:
-    # 7 steps of 256 images are too few for the 2-step probe; 8 are timed, at the rates the probe measures
-    # (fixed here: 100 img/s training, 1,000 scoring).
+@pytest.fixture
+def fixed_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's rates fixed: 100 img/s training, 1,000 scoring."""
     monkeypatch.setattr(estimate, "_RATES", {})
     monkeypatch.setattr(estimate, "_train_rate", lambda *_: 100.0)
     monkeypatch.setattr(estimate, "_eval_rate", lambda *_: 1000.0)
+
+
+@pytest.mark.parametrize(("subset", "timed"), [(7 * 256, False), (8 * 256, True)])
+def test_the_probe_costs_at_most_a_quarter_of_the_training_it_estimates(
+    jpeg_archive: Path, tmp_path: Path, fixed_rates: None, subset: int, timed: bool
+) -> None:
+    # 7 steps of 256 images are too few for the 2-step probe; 8 are timed, at the rates the probe measures
+    # (fixed here: 100 img/s training, 1,000 scoring).
     options = RunOptions(profile="smoke", subset=subset, data=str(jpeg_archive), device="cpu")
     ctx = prepare(load_spec(RESNET10), "resnet12-grid", options, tmp_path)
     said = estimate.estimate_run(ctx, None, 0)
@@ -74,12 +79,9 @@ def test_a_teacher_plan_says_which_run_is_too_short_to_time(
 
 
 def test_a_resume_with_no_epoch_left_still_estimates_its_scoring(
-    jpeg_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    jpeg_archive: Path, tmp_path: Path, fixed_rates: None
 ) -> None:
     # killed after its last epoch's checkpoint, before testing: no step is left, but the test passes are
-    monkeypatch.setattr(estimate, "_RATES", {})
-    monkeypatch.setattr(estimate, "_train_rate", lambda *_: 100.0)
-    monkeypatch.setattr(estimate, "_eval_rate", lambda *_: 1000.0)
     options = RunOptions(profile="smoke", subset=64, data=str(jpeg_archive), device="cpu")
     ctx = prepare(load_spec(RESNET10), "resnet12-grid", options, tmp_path)
     said = estimate.estimate_run(ctx, None, ctx.recipe.train.epochs)

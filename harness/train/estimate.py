@@ -66,7 +66,7 @@ def estimate_run(ctx: RunContext, teacher: nn.Module | None, start_epoch: int) -
     the probe would cost more than a quarter of the training left."""
     epochs = ctx.recipe.train.epochs - start_epoch
     steps = epochs * steps_per_epoch(ctx)
-    if 0 < steps < PROBE_SHARE * (WARMUP_STEPS + TIMED_STEPS):  # none left (a resume before testing): its scoring
+    if 0 < steps < PROBE_SHARE * (WARMUP_STEPS + TIMED_STEPS):  # 0 steps (resumed before testing): time the tests
         return Estimate(None, epochs, steps, None, None)
     if ctx.identity.run_id not in _RATES:
         model, step, source = make_step(ctx, teacher)

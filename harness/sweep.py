@@ -26,7 +26,6 @@ from harness.common.registry import did_you_mean
 from harness.data.cifar10 import load_cifar10
 from harness.results.record import Record, find_record
 from harness.spec import Spec, load_spec, resolve_protocol, with_protocol
-from harness.train.loop import run
 from harness.train.request import RunOptions, identify, make_budget
 
 POLL_SECONDS = 2.0
@@ -59,6 +58,8 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         if self.threads:
             apply_threads(self.threads)
+        from harness.train.loop import run  # here, not at the top: the sweep itself never loads PyTorch for it
+
         spec = load_spec(self.task.spec_path)  # the job's log (submitit's .out file) holds the run's lines
         record = run(spec, self.task.variant, self.task.options, Path(self.task.results), PlainEvents())
         return summary(record)

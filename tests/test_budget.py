@@ -102,3 +102,16 @@ def test_data_smaller_than_the_split_and_budget_is_refused(train_count: int, tes
     r = recipe("dmsresnet")
     with pytest.raises(BudgetError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_fits(make_budget(r, "smoke"), r, train_count, test_count, "tiny")
+
+
+@pytest.mark.parametrize(
+    ("subset", "val", "test"),
+    [(16, 64, 64), (64, 64, 64), (100, 64, 100), (300, 75, 300), (12_000, 3_000, 10_000), (40_000, 5_000, 10_000)],
+)
+def test_a_subset_scores_a_quarter_of_it_in_validation_and_all_of_it_in_test_at_least_64_each(
+    subset: int, val: int, test: int
+) -> None:
+    # The README's rule, by hand: validation N/4 (at most the recipe's 5,000-image split), test N (at most
+    # 10,000), each at least 64 images
+    budget = make_budget(recipe("resnet10"), "smoke", subset=subset)
+    assert (budget.train_images, budget.val_images, budget.test_images) == (subset, val, test)

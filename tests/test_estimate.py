@@ -86,4 +86,4 @@ def test_a_resume_with_no_epoch_left_still_estimates_its_scoring(
     ctx = prepare(load_spec(RESNET10), "resnet12-grid", options, tmp_path)
     said = estimate.estimate_run(ctx, None, ctx.recipe.train.epochs)
     assert (said.epochs, said.steps) == (0, 0)
-    assert said.seconds == pytest.approx(2 * 256 / 1000)  # the 256 test images once per selection rule
+    assert said.seconds == pytest.approx(2 * 64 / 1000)  # the subset's 64 test images once per selection rule

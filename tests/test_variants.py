@@ -55,7 +55,7 @@ def _flat(data: object, prefix: str = "") -> dict[str, object]:
 
 
 SMOKE = {"profile": "smoke", "subset": 64, "device": "cpu"}  # the budget of smoke_runs
-RESCORED = 64  # of its 256 test images: a teacher's 256 took 15 s on one core
+RESCORED = 64  # all of its test images: the subset's 64
 
 
 @pytest.mark.parametrize(("spec_file", "variant"), _variants(), ids=[f"{Path(s).stem}/{v}" for s, v in _variants()])

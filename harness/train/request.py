@@ -38,6 +38,9 @@ SMOKE_TRAIN_IMAGES = 1024  # smoke: a small subset, and one epoch per training p
 DEMO_TRAIN_IMAGES = 12_288
 DEMO_EPOCHS = 3
 DEMO_VAL_IMAGES = 1_024
+# a subset's validation split (N/4) and test set (N): at least this many images. More would not make a smoke
+# run's figure mean more, and scoring 256 took a ResNet-50-style teacher longer than training on 64 images.
+SUBSET_MIN_SCORED = 64
 TEST_IMAGES = SPLIT_SIZES["test"]
 
 
@@ -89,8 +92,12 @@ def make_budget(recipe: Recipe, profile: Profile, epochs: int | None = None, sub
     available = recipe.data.train_size
     if train is not None and train > available:
         raise BudgetError(f"--subset {train} exceeds the {available} training images left after the validation split")
-    val = None if train is None or recipe.data.val_size == 0 else min(recipe.data.val_size, max(64, train // 4))
-    test = None if train is None else min(TEST_IMAGES, max(256, train))
+    val = (
+        None
+        if train is None or recipe.data.val_size == 0
+        else min(recipe.data.val_size, max(SUBSET_MIN_SCORED, train // 4))
+    )
+    test = None if train is None else min(TEST_IMAGES, max(SUBSET_MIN_SCORED, train))
     if profile == "demo":  # fewer validation images, every test image: the figure shown is the demo's point
         val = None if recipe.data.val_size == 0 else min(recipe.data.val_size, DEMO_VAL_IMAGES)
         test = None

@@ -229,9 +229,6 @@ def training_loss(
     return distill.kd_weight * distillation_term(logits, teacher_logits, distill) + distill.ce_weight * ce
 
 
-EVAL_BATCH = 256  # `harness eval`, which has no spec
-
-
 @torch.no_grad()
 def correct_mask(
     model: nn.Module,

@@ -201,8 +201,9 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if the stopped run still held it
     # The same command again, in this process (which has PyTorch loaded already), polling its run more often.
     monkeypatch.setattr("harness.sweep.POLL_SECONDS", 0.1)
-    assert main(argv[3:]) == 0
-    assert "1 complete, 0 skipped" in capsys.readouterr().out
+    code = main(argv[3:])
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 complete, 0 skipped" in out, err
     log = "\n".join(p.read_text() for p in (results / "sweep-logs").glob("*.out"))
     assert "resuming resnet10/resnet12-grid after epoch" in log
     (record,) = results.glob("resnet10/resnet12-grid/*.json")

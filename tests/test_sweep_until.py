@@ -2,9 +2,9 @@
 Slurm; a stopped sweep resumes from its records without re-running a seed; refusals before any run.
 
 The runs are ResNet-12 (grid) smoke runs on 256 images, one thread each: seeds 0..3 score about 7.4, 9.4, 9.8
-and 8.2% on their 256 test images (on 64, with 64 test images, they spread too widely to decide). A target of 5% is clearly passed (decided at the 3rd seed: at the 2nd the
-one-degree-of-freedom t cannot yet cross); a target of 9%, inside the seeds' own spread, stays open to the
-last of --max-seeds 4.
+and 8.2% on their 256 test images (on 64, with 64 test images, they spread too widely to decide). A target of
+5% is clearly passed (decided at the 3rd seed: at the 2nd the one-degree-of-freedom t cannot yet cross); a
+target of 9%, inside the seeds' own spread, stays open to the last of --max-seeds 4.
 """
 
 from __future__ import annotations

@@ -97,3 +97,21 @@ def test_sizes_are_counted_once_per_config_and_again_when_the_model_code_changes
 
 def test_the_configs_block_expansions_are_the_blocks_own() -> None:
     assert EXPANSION == {name: block.expansion for name, block in BLOCKS.items()}
+
+
+def test_a_run_of_crops_and_flips_loads_neither_torchvision_nor_timm(jpeg_archive: Path, tmp_path: Path) -> None:
+    # Half of a run's start is importing torchvision and timm (about 2.5 of 5 s): a recipe whose ops and
+    # network use neither never loads them, and its record still names their exact versions.
+    import os
+
+    import timm
+    import torchvision
+
+    results = tmp_path / "runs"
+    argv = ["run", str(SPECS_DIR / "resnet10.toml"), "--variant", "resnet12-grid", "--profile", "smoke"]
+    argv += ["--subset", "64", "--data", str(jpeg_archive), "--results", str(results), "--device", "cpu"]
+    code, heavy, _ = loaded_modules(argv, Path(os.environ["HARNESS_CACHE"]))  # the session's decoded archive
+    assert code == 0 and "torch" in heavy and not {"torchvision", "timm"} & set(heavy), heavy
+    (record,) = results.glob("resnet10/resnet12-grid/*.json")
+    used = json.loads(record.read_text())["versions"]
+    assert (used["torchvision"], used["timm"]) == (torchvision.__version__, timm.__version__)

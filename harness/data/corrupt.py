@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from harness.common.lazy import lazy
 from harness.common.registry import did_you_mean
 from harness.data.cifar10 import CLASSES, IMAGE_SIZE, DataError
 
+TF = lazy("torchvision.transforms.v2.functional")  # loaded by the blur only: a run starts without torchvision
 SEVERITIES = (1, 2, 3)
 PARAMETERS: dict[str, tuple[float, float, float]] = {
     "gaussian_noise": (0.04, 0.08, 0.10),  # std of additive noise, pixels in [0, 1]

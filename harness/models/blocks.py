@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.layers import SEModule
 from torch import nn
 
 
@@ -60,6 +59,8 @@ def dropout(p: float) -> nn.Module:
 
 
 def squeeze_excite(channels: int, cfg: Any) -> nn.Module:
+    from timm.layers import SEModule  # here: timm loads torchvision (seconds), which a network without SE never needs
+
     # timm's default rounds the squeeze width to a multiple of 8; the reports use channels // r.
     return SEModule(channels, rd_channels=channels // cfg.se_reduction, bias=True)
 

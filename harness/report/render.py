@@ -253,6 +253,6 @@ def board_of(specs: list[Any], rows: list[dict[str, Any]]) -> Board:
 
 def writer() -> dict[str, Any]:
     """The harness that writes a study: its commit, its libraries' versions and the date (the appendix)."""
-    from harness.results.record import git_state, versions
+    from harness.common.environment import git_state, versions
 
     return {**git_state(Path(__file__).parent), "versions": versions(), "date": datetime.now(UTC).date().isoformat()}

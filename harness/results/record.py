@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import platform
-import subprocess
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.common.device import device_name
+from harness.common.environment import git_state, versions
 from harness.common.files import atomic_write_json
 from harness.common.lazy import lazy
 from harness.measure.size import size_of
@@ -236,37 +235,6 @@ def find_record(results: Path, identity: Identity) -> Record | None:
 def write_record(record: Record) -> None:
     """Write a record atomically where its path says."""
     atomic_write_json(Path(record.record_path), record.to_json())
-
-
-def git_state(start: Path) -> dict[str, Any]:
-    """The commit the harness ran from and whether its tree had uncommitted changes."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=start, capture_output=True, text=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def versions() -> dict[str, Any]:
-    import timm
-    import torch
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "platform": platform.platform(),
-    }
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,13 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2 as T
-import torchvision.transforms.v2.functional as TF
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+
+from harness.common.lazy import lazy
+
+# loaded by the ops that use them: a run whose ops need none (crop, flip) starts without torchvision (seconds)
+T = lazy("torchvision.transforms.v2")
+TF = lazy("torchvision.transforms.v2.functional")
+color = lazy("torchvision.transforms.v2.functional._color")
 
 if TYPE_CHECKING:
     from harness.data.augment import ops
@@ -119,10 +123,10 @@ def _saturation(x: Batch, f: torch.Tensor) -> Batch:
 
 
 def _hue(x: Batch, f: torch.Tensor) -> Batch:
-    hsv = _rgb_to_hsv(x.float() / 255)
+    hsv = color._rgb_to_hsv(x.float() / 255)
     h, s, v = hsv.unbind(dim=-3)
     h = (h + f.view(-1, 1, 1)).remainder_(1.0)
-    rgb = _hsv_to_rgb(torch.stack((h, s, v), dim=-3))
+    rgb = color._hsv_to_rgb(torch.stack((h, s, v), dim=-3))
     return rgb.mul_(255).round_().clamp_(0, 255).to(x.dtype)  # to_dtype(float -> uint8, scale=True)
 
 

@@ -99,7 +99,9 @@ def test_the_configs_block_expansions_are_the_blocks_own() -> None:
     assert EXPANSION == {name: block.expansion for name, block in BLOCKS.items()}
 
 
-def test_a_run_of_crops_and_flips_loads_neither_torchvision_nor_timm(jpeg_archive: Path, tmp_path: Path) -> None:
+def test_a_run_whose_ops_and_network_need_neither_torchvision_nor_timm_never_loads_them(
+    jpeg_archive: Path, tmp_path: Path
+) -> None:
     # Half of a run's start is importing torchvision and timm (about 2.5 of 5 s): a recipe whose ops and
     # network use neither never loads them, and its record still names their exact versions.
     import os

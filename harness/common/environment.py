@@ -5,7 +5,7 @@ Read without importing torchvision or timm, which a run that needs neither never
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 import importlib.util
 import platform
 import re
@@ -29,20 +29,17 @@ def git_state(start: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def torchvision_version() -> str:
-    """torchvision.__version__ with its build tag (0.29.1+cu130, where the package metadata says 0.29.1), read
-    from its version.py: importing torchvision to ask would cost a run that never needed it seconds."""
-    spec = importlib.util.find_spec("torchvision")  # finds a top-level package without importing it
+def package_version(name: str) -> str:
+    """`name.__version__` with its build tag (torchvision 0.29.1+cu130, where the package metadata says 0.29.1),
+    read from the package's version.py: importing torchvision or timm to ask would cost a run that never
+    needed them seconds. Imported after all where a package has no such file."""
+    spec = importlib.util.find_spec(name)  # finds a top-level package without importing it
     found = None
     if spec is not None and spec.submodule_search_locations:
         path = Path(next(iter(spec.submodule_search_locations)), "version.py")
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
         found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", text, flags=re.MULTILINE)
-    if found is None:
-        import torchvision
-
-        return torchvision.__version__
-    return found.group(1)
+    return found.group(1) if found else importlib.import_module(name).__version__
 
 
 def versions() -> dict[str, Any]:
@@ -51,8 +48,8 @@ def versions() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision_version(),
-        "timm": importlib.metadata.version("timm"),  # = timm.__version__, without importing it (and torchvision)
+        "torchvision": package_version("torchvision"),
+        "timm": package_version("timm"),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "platform": platform.platform(),

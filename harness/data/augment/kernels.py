@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from harness.common.lazy import lazy
 
-# loaded by the ops that use them: a run whose ops need none (crop, flip) starts without torchvision (seconds)
+# loaded by the ops that use them: a run whose ops need none (zero-padded crop, flip, rotation) starts without
+# torchvision, seconds sooner
 T = lazy("torchvision.transforms.v2")
 TF = lazy("torchvision.transforms.v2.functional")
 color = lazy("torchvision.transforms.v2.functional._color")

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.cli import main
@@ -177,17 +178,18 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
         time.sleep(0.02)
     # The run is frozen (SIGSTOP) before the sweep is told to stop and thawed once the SIGINT the sweep sends
     # it (through submitit's controller) is pending, so that the stop always lands mid-run: unfrozen, a run
-    # on a fast or idle machine could finish its 3 epochs first, and nothing would have been stopped.
+    # on a fast or idle machine could finish its 3 epochs first, and nothing would have been stopped. The
+    # sweep is told only once the run is stopped: on a busy machine a run not yet scheduled would take the
+    # SIGINT before the SIGSTOP, freeze with it taken, and be killed by submitit a second later unseen.
     (run_pid,) = _pids_of(str(results / "sweep-logs"), "submitit.core._submit")
     try:
         os.kill(run_pid, signal.SIGSTOP)
+        _wait_until(lambda: _state(run_pid) == "T", "the run never stopped on its SIGSTOP")
         assert not list(results.glob("resnet10/resnet12-grid/*.json")), "the run ended before it could be stopped"
         # a sweep on a known device only plans, submits and polls: it starts in a second, without PyTorch
         assert "libtorch" not in Path(f"/proc/{sweep.pid}/maps").read_text(), "the sweep itself loaded PyTorch"
         sweep.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while not _pending(run_pid, signal.SIGINT) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _wait_until(lambda: _pending(run_pid, signal.SIGINT), "the sweep never sent its run a SIGINT")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(run_pid, signal.SIGCONT)  # it answers its SIGINT now; never left frozen behind a failed test
@@ -217,6 +219,24 @@ def _pids_of(*words: str) -> list[int]:
     # -ww: whole command lines; else ps cuts them at $COLUMNS (pytest sets 80), before the paths they hold
     table = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
     return [int(line.split(None, 1)[0]) for line in table.splitlines() if all(w in line for w in words)]
+
+
+def _wait_until(condition: Callable[[], bool], failure: str, seconds: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.005)
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (R, S, D, T for stopped, Z), from its /proc status; '' once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ""
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
 
 
 def _pending(pid: int, signum: int) -> bool:

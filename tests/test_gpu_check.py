@@ -54,8 +54,12 @@ def _dry_run(jpeg_archive: Path, tmp_path: Path, only: str) -> tuple[dict, str, 
     out = tmp_path / "out"
     argv = [sys.executable, str(CHECK), "--dry-run", "--data", str(jpeg_archive), "--out", str(out), "--only", only]
     argv += ["--wheels", str(tmp_path / "no-wheels")]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    scratch = tmp_path / "tmp"  # the script's own temporary folders
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, check=False, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not list(scratch.glob("gpu-check-runs-*")), "the recipes' runs (their checkpoints) were left behind"
     return json.loads((out / "gpu-check.json").read_text()), (out / "gpu-check.txt").read_text(), out
 
 

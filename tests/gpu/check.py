@@ -251,15 +251,15 @@ def recipe(spec: str, variant: str, args: argparse.Namespace, started: float) ->
     record (not its checkpoints, too big to bring back) is copied to OUT/records."""
     following = len(RECIPES) - 1 - RECIPES.index((spec, variant))
     share = max(60.0, time_left(started, args) / (1 + following) - 5)
-    runs = Path(tempfile.mkdtemp(prefix="gpu-check-runs-"))
-    argv = ["run", f"reproductions/{spec}.toml", "--variant", variant, "--data", args.data, "--quiet"]
-    argv += ["--results", str(runs), "--device", "cpu" if args.dry_run else "cuda"]
-    argv += ["--profile", "smoke", "--subset", "64"] if args.dry_run else ["--profile", "full"]
-    status, out, seconds = harness(argv, timeout=share)
-    records = sorted(runs.glob("**/*.json"))
     (args.out / "records").mkdir(exist_ok=True)
-    for record in records:
-        shutil.copy(record, args.out / "records" / f"{spec}-{variant}-{record.name}")
+    with tempfile.TemporaryDirectory(prefix="gpu-check-runs-") as folder:  # its checkpoints go with it
+        runs = Path(folder)
+        argv = ["run", f"reproductions/{spec}.toml", "--variant", variant, "--data", args.data, "--quiet"]
+        argv += ["--results", str(runs), "--device", "cpu" if args.dry_run else "cuda"]
+        argv += ["--profile", "smoke", "--subset", "64"] if args.dry_run else ["--profile", "full"]
+        status, out, seconds = harness(argv, timeout=share)
+        for record in sorted(runs.glob("**/*.json")):
+            shutil.copy(record, args.out / "records" / f"{spec}-{variant}-{record.name}")
     epochs = re.findall(r"^epoch (\d+)/(\d+) .* ([\d.]+) img/s", out, flags=re.MULTILINE)
     done = re.search(r"^complete: test accuracy ([\d.]+)%", out, flags=re.MULTILINE)
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,16 @@ def jpeg_archive() -> Path:
 
     load_cifar10(JPEG_ARCHIVE)  # decode now, so that tests time their own work only
     return JPEG_ARCHIVE
+
+
+def wait_until(condition: Callable[[], object], failure: str, seconds: float = 60, every: float = 0.005) -> None:
+    """Poll `condition` until it holds; fail with `failure` once `seconds` have passed."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(every)
 
 
 SLURM_START_LOG = Path("/tmp/harness-slurm-start.log")  # where `make test` puts start-cluster.sh's account

@@ -11,13 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, SPECS_DIR
+from tests.conftest import REPO, SPECS_DIR, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -118,13 +117,6 @@ def test_a_task_that_fails_for_good_is_reported_with_its_log_and_the_others_fini
     assert "1 complete, 0 skipped (already complete), 1 failed" in done.stdout
 
 
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def _job_ids() -> list[str]:
     out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout
     return out.split()
@@ -142,7 +134,12 @@ def test_a_requeued_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
     sweep = subprocess.Popen(
         sweep_argv(results, *budget), env=harness_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    _wait_for(lambda: list(results.glob("checkpoints/**/epoch-0000.pt")), 300, "the first checkpoint")
+    wait_until(
+        lambda: list(results.glob("checkpoints/**/epoch-0000.pt")),
+        "timed out waiting for the first checkpoint",
+        seconds=300,
+        every=0.3,
+    )
     (job,) = _job_ids()
     subprocess.run(["scontrol", "requeue", job], check=True)  # pre-empted, in the middle of an epoch
     _, err = sweep.communicate(timeout=600)

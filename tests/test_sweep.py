@@ -7,14 +7,13 @@ import json
 import os
 import pickle
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.cli import main
 from harness.spec import load_spec, load_specs
 from harness.sweep import RunJob, Task, make_executor, plan
 from harness.train.request import RunOptions
-from tests.conftest import SPEC_FILES, SPECS_DIR
+from tests.conftest import SPEC_FILES, SPECS_DIR, wait_until
 
 
 def test_plan_runs_teachers_first_and_each_common_network_once(tmp_path: Path) -> None:
@@ -184,12 +183,12 @@ def test_stopping_a_local_sweep_stops_its_runs_and_the_same_command_resumes_them
     (run_pid,) = _pids_of(str(results / "sweep-logs"), "submitit.core._submit")
     try:
         os.kill(run_pid, signal.SIGSTOP)
-        _wait_until(lambda: _state(run_pid) == "T", "the run never stopped on its SIGSTOP")
+        wait_until(lambda: _state(run_pid) == "T", "the run never stopped on its SIGSTOP")
         assert not list(results.glob("resnet10/resnet12-grid/*.json")), "the run ended before it could be stopped"
         # a sweep on a known device only plans, submits and polls: it starts in a second, without PyTorch
         assert "libtorch" not in Path(f"/proc/{sweep.pid}/maps").read_text(), "the sweep itself loaded PyTorch"
         sweep.send_signal(signal.SIGTERM)
-        _wait_until(lambda: _pending(run_pid, signal.SIGINT), "the sweep never sent its run a SIGINT")
+        wait_until(lambda: _pending(run_pid, signal.SIGINT), "the sweep never sent its run a SIGINT")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(run_pid, signal.SIGCONT)  # it answers its SIGINT now; never left frozen behind a failed test
@@ -219,15 +218,6 @@ def _pids_of(*words: str) -> list[int]:
     # -ww: whole command lines; else ps cuts them at $COLUMNS (pytest sets 80), before the paths they hold
     table = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
     return [int(line.split(None, 1)[0]) for line in table.splitlines() if all(w in line for w in words)]
-
-
-def _wait_until(condition: Callable[[], bool], failure: str, seconds: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.005)
 
 
 def _state(pid: int) -> str:
